@@ -1,0 +1,227 @@
+"""Device specs: hardware is data (one YAML file per device, every number with its source).
+
+File schema (units are in the key names; GB and TB/s are decimal, 1e9 and 1e12)::
+
+    name: h100-sxm
+    description: NVIDIA H100 SXM5 80GB
+    sources:                      # key -> citation; every number names one of these keys
+      NV-H100: NVIDIA H100 datasheet, https://...
+    memory_capacity_gb:   {value: 80, source: NV-H100}
+    memory_bandwidth_tbs: {value: 3.35, source: NV-H100}
+    l2_cache_mb:          {value: 50, source: NV-H100}
+    compute_units:        {value: 132, source: NV-H100}        # SMs / CUs
+    peak_tflops:                                               # dense, per compute unit kind
+      bf16: {value: 989, source: NV-H100}
+      fp8:  {value: 1979, source: NV-H100}
+      mxfp4: {value: 9000, source: MLE, accepts: [mxfp4_32]}   # accepts: optional override
+    tdp_w:                {value: 700, source: NV-H100}
+    idle_w:               {value: 70, source: SMI-snap}
+    launch_overhead_us:   {value: 1.5, source: HWF}            # per kernel, CUDA-graph launched
+    launch_overhead_eager_us: {value: 4.0, source: HWF}
+    efficiency:                                                # fractions of peak reached
+      compute: {value: 0.80, source: MLE}                       # large GEMMs
+      compute_m_min: {value: 16, source: DEFAULT}               # smaller GEMMs pay for a full tile
+      memory:  {value: 0.80, source: ...}                        # streaming reads
+      vector:  {value: 0.50, source: DEFAULT}                    # element-wise ops on the non-tensor units
+
+Each entry may carry a ``note`` (why an estimate is plausible, how a figure was derived).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from mpqsim import InputError, choices_hint
+
+#: Compute-unit kinds a device may list, and the format unit keys each accepts by default
+#: (see ``quant.formats.Format.unit_keys``); MX units take OCP blocks of 32.
+UNIT_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "fp32": ("fp32",), "tf32": (), "bf16": ("bf16",), "fp16": ("fp16",),
+    "fp8": ("fp8",), "int8": ("int8",), "int4": ("int4",), "fp6": ("fp6",), "fp4": ("fp4",),
+    "mxfp8": ("mxfp8_32",), "mxfp6": ("mxfp6_32",), "mxfp4": ("mxfp4_32",),
+    "mxint8": ("mxint8_32",), "mxint4": ("mxint4_32",),
+}
+
+_SCALARS = ("memory_capacity_gb", "memory_bandwidth_tbs", "l2_cache_mb", "compute_units", "tdp_w",
+            "idle_w", "launch_overhead_us", "launch_overhead_eager_us")
+_EFFICIENCY = ("compute", "compute_m_min", "memory", "vector")
+
+
+@dataclass(frozen=True)
+class ComputeUnit:
+    """One kind of compute unit: dense peak (FLOP/s) and the format unit keys it takes."""
+
+    kind: str
+    peak_flops: float
+    accepts: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device, in SI units (bytes, bytes/s, FLOP/s, W, s). Built by :func:`load_device`."""
+
+    name: str
+    description: str
+    memory_bytes: float
+    bandwidth: float               # bytes/s, peak
+    l2_bytes: float
+    compute_units: int
+    units: dict[str, ComputeUnit]
+    tdp_w: float
+    idle_w: float
+    launch_s: float                # per kernel, graph-launched
+    launch_eager_s: float          # per kernel, eager launch
+    eff_compute: float             # fraction of peak reached by large GEMMs
+    eff_m_min: float               # GEMM rows (M) of the smallest MMA tile; fewer rows cost a full tile
+    eff_memory: float              # fraction of peak bandwidth reached by streaming reads
+    eff_vector: float              # fraction of the fp32 vector peak reached by element-wise ops
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    path: str = ""
+
+    def peak(self, kind: str) -> float:
+        return self.units[kind].peak_flops if kind in self.units else 0.0
+
+    @property
+    def high_unit(self) -> str:
+        """The unit that runs dequantized (up-cast) ops: bf16 if present, else fp16, else fp32."""
+        for k in ("bf16", "fp16", "fp32"):
+            if k in self.units:
+                return k
+        raise InputError(f"device {self.name}: no bf16, fp16 or fp32 unit to run up-cast ops on")
+
+    @property
+    def vector_flops(self) -> float:
+        """Non-tensor (CUDA-core) rate used for element-wise ops."""
+        return self.peak("fp32") or self.peak(self.high_unit)
+
+
+DEVICE_DIR = "devices"
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> dict[str, str]:
+    d = resources.files("hwmodels") / DEVICE_DIR
+    return {p.name[:-5]: p.name for p in d.iterdir() if p.name.endswith(".yaml")}
+
+
+def bundled_devices() -> list[str]:
+    return sorted(_bundled())
+
+
+def _number(entry, where: str, sources: dict, positive: bool = True) -> tuple[float, str]:
+    if not isinstance(entry, dict) or "value" not in entry:
+        raise InputError(f"{where}: expected a mapping with 'value' and 'source', got {entry!r}")
+    v, src = entry["value"], entry.get("source")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InputError(f"{where}: value must be a number, got {v!r}")
+    if v < 0 or (positive and v == 0):
+        raise InputError(f"{where}: value must be {'> 0' if positive else '>= 0'}, got {v}")
+    if not src:
+        raise InputError(f"{where}: every number needs a 'source' (a key of 'sources')")
+    if src not in sources:
+        raise InputError(f"{where}: source {src!r} is not listed under 'sources'; "
+                         f"{choices_hint(sources)}")
+    return float(v), src
+
+
+def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
+    """Validate a device document (as loaded from YAML) and build a :class:`DeviceSpec`."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: a device file must be a YAML mapping")
+    doc = _apply_overrides(doc, overrides or {}, where)
+    sources = doc.get("sources")
+    if not isinstance(sources, dict) or not sources:
+        raise InputError(f"{where}: missing 'sources' (key -> citation for every number)")
+    missing = [k for k in ("name", "peak_tflops", "efficiency", *_SCALARS) if k not in doc]
+    if missing:
+        raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
+    val = {k: _number(doc[k], f"{where}: {k}", sources, positive=k != "idle_w")[0] for k in _SCALARS}
+    peaks = doc["peak_tflops"]
+    if not isinstance(peaks, dict) or not peaks:
+        raise InputError(f"{where}: 'peak_tflops' must map unit kinds to numbers")
+    units = {}
+    for kind, entry in peaks.items():
+        if kind not in UNIT_ACCEPTS:
+            raise InputError(f"{where}: unknown compute unit {kind!r}; {choices_hint(UNIT_ACCEPTS)}")
+        v, src = _number(entry, f"{where}: peak_tflops.{kind}", sources)
+        accepts = entry.get("accepts", UNIT_ACCEPTS[kind])
+        if not isinstance(accepts, (list, tuple)) or not all(isinstance(a, str) for a in accepts):
+            raise InputError(f"{where}: peak_tflops.{kind}.accepts must be a list of unit keys")
+        units[kind] = ComputeUnit(kind, v * 1e12, tuple(accepts), src)
+    eff = doc["efficiency"]
+    if not isinstance(eff, dict):
+        raise InputError(f"{where}: 'efficiency' must be a mapping")
+    missing = [k for k in _EFFICIENCY if k not in eff]
+    if missing:
+        raise InputError(f"{where}: efficiency is missing {', '.join(missing)}")
+    e = {k: _number(eff[k], f"{where}: efficiency.{k}", sources)[0] for k in _EFFICIENCY}
+    for k in ("compute", "memory", "vector"):
+        if e[k] > 1:
+            raise InputError(f"{where}: efficiency.{k} is a fraction of peak and must be <= 1, got {e[k]}")
+    if val["idle_w"] > val["tdp_w"]:
+        raise InputError(f"{where}: idle_w {val['idle_w']} exceeds tdp_w {val['tdp_w']}")
+    spec = DeviceSpec(
+        name=str(doc["name"]), description=str(doc.get("description", "")),
+        memory_bytes=val["memory_capacity_gb"] * 1e9, bandwidth=val["memory_bandwidth_tbs"] * 1e12,
+        l2_bytes=val["l2_cache_mb"] * 1e6, compute_units=int(val["compute_units"]), units=units,
+        tdp_w=val["tdp_w"], idle_w=val["idle_w"], launch_s=val["launch_overhead_us"] * 1e-6,
+        launch_eager_s=val["launch_overhead_eager_us"] * 1e-6, eff_compute=e["compute"],
+        eff_m_min=e["compute_m_min"], eff_memory=e["memory"], eff_vector=e["vector"],
+        sources=dict(sources), path=where)
+    spec.high_unit  # noqa: B018  (validates that an up-cast unit exists)
+    return spec
+
+
+def _apply_overrides(doc: dict, overrides: dict, where: str) -> dict:
+    """``{"peak_tflops.mxfp4": 4000, "memory_bandwidth_tbs": 4}`` -> a copy of ``doc`` with those values.
+
+    Overridden numbers get the source ``override`` (added to ``sources``): a what-if is not a fact.
+    """
+    if not overrides:
+        return doc
+    import copy
+
+    doc = copy.deepcopy(doc)
+    doc.setdefault("sources", {})["override"] = "value set by the user for a what-if study"
+    for path, value in overrides.items():
+        keys = path.split(".")
+        node = doc
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise InputError(f"{where}: cannot override {path!r}")
+        node[keys[-1]] = {"value": value, "source": "override"}
+    return doc
+
+
+def load_device(name_or_path: str, overrides: dict | None = None) -> DeviceSpec:
+    """A bundled device by name (``h100-sxm``) or a path to a device YAML file."""
+    key = str(name_or_path).strip()
+    if key.lower() in _bundled():
+        res = resources.files("hwmodels") / DEVICE_DIR / _bundled()[key.lower()]
+        where, text = f"device {key.lower()}", res.read_text()
+    elif key.endswith((".yaml", ".yml")) or Path(key).is_file():
+        where = key
+        try:
+            text = Path(key).read_text()
+        except OSError as e:
+            raise InputError(f"cannot read device file {key}: {e.strerror}") from None
+    else:
+        raise InputError(f"unknown device {key!r}; {choices_hint(_bundled())} (or a path to a YAML file)")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        msg = " ".join(str(e).split())
+        raise InputError(f"malformed YAML in {where}: {msg}") from None
+    return parse_device(doc, where, overrides)
+
+
+def with_changes(device: DeviceSpec, **changes) -> DeviceSpec:
+    """A copy of a device with some fields replaced (for sweeps over hypothetical hardware)."""
+    return replace(device, **changes)

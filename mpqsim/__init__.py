@@ -1,0 +1,24 @@
+"""mpqsim: a hardware-aware simulator for mixed-precision LLM inference.
+
+The product lives in the top-level packages ``workloads``, ``quant``, ``hwmodels``, ``sim`` and
+``reports`` (see DESIGN.md); this package holds what they share: the version and the error type
+that the command line turns into one clear line and exit code 2.
+"""
+
+__version__ = "0.1.0"
+
+
+class InputError(ValueError):
+    """Bad user input (unknown name, malformed file, impossible shape).
+
+    The message is one line that names the problem and, where there is a closed set, the valid
+    choices. The CLI prints it as ``mpqsim: error: <message>`` and exits with status 2.
+    """
+
+
+def choices_hint(valid, limit: int = 40) -> str:
+    """Format a list of valid choices for an error message (truncated past ``limit``)."""
+    valid = sorted(valid)
+    shown = ", ".join(valid[:limit])
+    more = f", ... ({len(valid) - limit} more)" if len(valid) > limit else ""
+    return f"valid choices: {shown}{more}"

@@ -1,0 +1,250 @@
+"""Precision maps: which matmul runs in which number format, plus the KV-cache format.
+
+A map resolves the formats of an op from, in order: an explicit entry for its name (maps found by
+search), a rule for its role (``linear``, ``expert``, ``router``, ``attention``, ``lm_head``; used
+by the uniform presets), then ``default``. For the attention matmuls both operands are
+activations: ``qk`` has weight = K and act = Q, ``av`` has weight = V and act = the probabilities.
+Element-wise ops run in the high-precision ``default`` activation format.
+
+JSON form (op names are the Hugging Face module paths of DESIGN.md)::
+
+    {"name": "my-map", "kv_cache": "bf16",
+     "default": {"weight": "bf16", "act": "bf16"},
+     "roles": {"linear": {"weight": "mxint4_32", "act": "bf16"}},
+     "ops": {"model.layers.0.self_attn.q_proj": {"weight": "bf16", "act": "bf16"}}}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mpqsim import InputError, choices_hint
+from quant.formats import Format, parse_format
+
+ROLES = ("linear", "expert", "router", "attention", "lm_head")
+MATMUL_ROLES = ROLES
+
+
+@dataclass(frozen=True)
+class OpFormats:
+    """Formats of one matmul's two operands."""
+
+    weight: Format
+    act: Format
+
+    @classmethod
+    def of(cls, weight: str | Format, act: str | Format) -> "OpFormats":
+        return cls(parse_format(weight), parse_format(act))
+
+    def to_json(self) -> dict:
+        return {"weight": self.weight.name, "act": self.act.name}
+
+
+#: Uniform presets: role -> (weight, act) and the KV-cache format. lm_head, router and embeddings
+#: stay in bf16 in every preset (common deployment practice); ``doc`` says what each one models.
+PRESETS: dict[str, dict] = {
+    "bf16": dict(doc="everything bf16", linear=("bf16", "bf16"), attention=("bf16", "bf16"), kv="bf16"),
+    "fp16": dict(doc="everything fp16", linear=("fp16", "fp16"), attention=("fp16", "fp16"), kv="fp16",
+                 default=("fp16", "fp16")),
+    "fp32": dict(doc="everything fp32", linear=("fp32", "fp32"), attention=("fp32", "fp32"), kv="fp32",
+                 default=("fp32", "fp32")),
+    "fp8": dict(doc="FP8 e4m3 weights and activations, per-tensor scales (vLLM fp8); bf16 attention and KV",
+                linear=("fp8_e4m3", "fp8_e4m3"), attention=("bf16", "bf16"), kv="bf16"),
+    "fp8-kv8": dict(doc="fp8 plus an fp8 e4m3 KV cache and fp8 attention",
+                    linear=("fp8_e4m3", "fp8_e4m3"), attention=("fp8_e4m3", "fp8_e4m3"), kv="fp8_e4m3"),
+    "w8a8": dict(doc="INT8 per-channel weights, per-tensor INT8 activations (SmoothQuant-style)",
+                 linear=("int8_chan", "int8_tens"), attention=("bf16", "bf16"), kv="bf16"),
+    "w8a16": dict(doc="INT8 per-channel weights, bf16 activations (weight-only)",
+                  linear=("int8_chan", "bf16"), attention=("bf16", "bf16"), kv="bf16"),
+    "w4a16": dict(doc="INT4 group-128 weights, bf16 activations (GPTQ/AWQ-style weight-only)",
+                  linear=("int4_g128", "bf16"), attention=("bf16", "bf16"), kv="bf16"),
+    "w4a16-mx": dict(doc="MXINT4 block-32 weights, bf16 activations (weight-only MX)",
+                     linear=("mxint4_32", "bf16"), attention=("bf16", "bf16"), kv="bf16"),
+    "w4a8": dict(doc="INT4 per-channel weights, per-tensor INT8 activations (runs on INT8 units)",
+                 linear=("int4_chan", "int8_tens"), attention=("bf16", "bf16"), kv="bf16"),
+    "fp4": dict(doc="FP4 e2m1 weights and activations, per-tensor scales",
+                linear=("fp4_e2m1", "fp4_e2m1"), attention=("bf16", "bf16"), kv="bf16"),
+    "mxint8": dict(doc="MXINT8 block-32 on every matmul incl. qk/av, MXINT8 KV cache",
+                   linear=("mxint8_32", "mxint8_32"), attention=("mxint8_32", "mxint8_32"), kv="mxint8_32"),
+    "mxint4": dict(doc="MXINT4 block-32 on every matmul incl. qk/av (seed 000), MXINT4 KV cache",
+                   linear=("mxint4_32", "mxint4_32"), attention=("mxint4_32", "mxint4_32"), kv="mxint4_32"),
+    "mxfp8": dict(doc="MXFP8 e4m3 block-32 on every matmul incl. qk/av, MXFP8 KV cache",
+                  linear=("mxfp8_e4m3_32", "mxfp8_e4m3_32"), attention=("mxfp8_e4m3_32", "mxfp8_e4m3_32"),
+                  kv="mxfp8_e4m3_32"),
+    "mxfp4": dict(doc="MXFP4 e2m1 block-32 on every matmul incl. qk/av, MXFP4 KV cache",
+                  linear=("mxfp4_e2m1_32", "mxfp4_e2m1_32"), attention=("mxfp4_e2m1_32", "mxfp4_e2m1_32"),
+                  kv="mxfp4_e2m1_32"),
+}
+
+
+@dataclass
+class PrecisionMap:
+    """Op name -> formats, role rules, a high-precision default and the KV-cache format."""
+
+    name: str
+    default: OpFormats = field(default_factory=lambda: OpFormats.of("bf16", "bf16"))
+    kv_cache: Format = field(default_factory=lambda: parse_format("bf16"))
+    roles: dict[str, OpFormats] = field(default_factory=dict)
+    ops: dict[str, OpFormats] = field(default_factory=dict)
+
+    def formats_for(self, name: str, role: str) -> OpFormats:
+        if name in self.ops:
+            return self.ops[name]
+        return self.roles.get(role, self.default)
+
+    @property
+    def high(self) -> Format:
+        """The format of element-wise ops and of matmul outputs."""
+        return self.default.act
+
+    # ------------------------------------------------------------ JSON
+    def to_json(self) -> dict:
+        return {"name": self.name, "kv_cache": self.kv_cache.name, "default": self.default.to_json(),
+                "roles": {r: f.to_json() for r, f in self.roles.items()},
+                "ops": {n: f.to_json() for n, f in self.ops.items()}}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def from_json(cls, doc, where: str = "precision map") -> "PrecisionMap":
+        if not isinstance(doc, dict):
+            raise InputError(f"{where}: a precision map must be a JSON object")
+        unknown = set(doc) - {"name", "kv_cache", "default", "roles", "ops", "q_r", "meta"}
+        if unknown:
+            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                             "valid: name, kv_cache, default, roles, ops")
+
+        def fmts(entry, what):
+            if not isinstance(entry, dict) or set(entry) - {"weight", "act"}:
+                raise InputError(f"{where}: {what} must be {{\"weight\": FORMAT, \"act\": FORMAT}}, got {entry!r}")
+            try:
+                return OpFormats.of(entry.get("weight", "bf16"), entry.get("act", "bf16"))
+            except InputError as e:
+                raise InputError(f"{where}: {what}: {e}") from None
+
+        roles = doc.get("roles", {}) or {}
+        bad = set(roles) - set(ROLES)
+        if bad:
+            raise InputError(f"{where}: unknown role(s) {', '.join(sorted(bad))}; {choices_hint(ROLES)}")
+        ops = doc.get("ops", {}) or {}
+        if not isinstance(ops, dict):
+            raise InputError(f"{where}: 'ops' must map op names to formats")
+        try:
+            kv = parse_format(doc.get("kv_cache", "bf16"))
+        except InputError as e:
+            raise InputError(f"{where}: kv_cache: {e}") from None
+        return cls(name=str(doc.get("name", Path(where).stem)),
+                   default=fmts(doc.get("default", {"weight": "bf16", "act": "bf16"}), "default"),
+                   kv_cache=kv,
+                   roles={r: fmts(f, f"roles.{r}") for r, f in roles.items()},
+                   ops={n: fmts(f, f"ops[{n!r}]") for n, f in ops.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PrecisionMap":
+        p = Path(path)
+        try:
+            doc = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise InputError(f"precision map not found: {p}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"malformed JSON in precision map {p}: {e}") from None
+        return cls.from_json(doc, str(p))
+
+    def validate(self, valid_names) -> None:
+        """Raise :class:`InputError` if the map names ops the model does not have."""
+        valid = set(valid_names)
+        unknown = [n for n in self.ops if n not in valid]
+        if unknown:
+            example = ", ".join(sorted(valid)[:3])
+            raise InputError(f"precision map {self.name!r} names {len(unknown)} op(s) the model lacks, "
+                             f"e.g. {unknown[0]!r}; valid op names look like: {example}")
+
+
+def preset_map(name: str) -> PrecisionMap:
+    """A uniform :class:`PrecisionMap` from a preset name (see :data:`PRESETS`)."""
+    key = name.strip().lower()
+    if key not in PRESETS:
+        raise InputError(f"unknown precision {name!r}; {choices_hint(PRESETS)} (or --map FILE.json)")
+    p = PRESETS[key]
+    default = OpFormats.of(*p.get("default", ("bf16", "bf16")))
+    lin = OpFormats.of(*p["linear"])
+    return PrecisionMap(name=key, default=default, kv_cache=parse_format(p["kv"]),
+                        roles={"linear": lin, "expert": lin, "attention": OpFormats.of(*p["attention"])})
+
+
+# ---------------------------------------------------------------- applying a map to an op table
+def assign_formats(table: pd.DataFrame, pmap: PrecisionMap) -> pd.DataFrame:
+    """Add ``weight_fmt`` / ``act_fmt`` / ``out_fmt`` / ``kv_fmt`` columns to an op table.
+
+    Rows are split where the map gives different layers (or experts) of one row different formats,
+    so every output row has one format pair; ``layers``, ``experts``, ``repeat`` and ``experts_n``
+    describe the split rows. Element-wise and embedding ops get the map's high-precision format.
+    """
+    high = pmap.high
+    out_rows = []
+    for row in table.to_dict("records"):
+        role = row["role"]
+        if role not in MATMUL_ROLES:
+            out_rows.append(dict(row, weight_fmt=high.name, act_fmt=high.name))
+            continue
+        if not pmap.ops:  # uniform map: no split needed
+            f = pmap.formats_for(row["name"], role)
+            out_rows.append(dict(row, weight_fmt=f.weight.name, act_fmt=f.act.name))
+            continue
+        layers = row["layers"] or (None,)
+        experts = row["experts"] or (None,)
+        # per layer: the tuple of formats of its experts -> group identical layers
+        by_layer: dict[tuple, list] = {}
+        for i in layers:
+            sig = tuple(pmap.formats_for(row["name"].format(i=i, e=e), role) for e in experts)
+            by_layer.setdefault(sig, []).append(i)
+        for sig, lay in by_layer.items():
+            by_fmt: dict[OpFormats, list] = {}
+            for e, f in zip(experts, sig):
+                by_fmt.setdefault(f, []).append(e)
+            for f, exps in by_fmt.items():
+                sub = dict(row, weight_fmt=f.weight.name, act_fmt=f.act.name)
+                sub["layers"] = tuple(lay) if lay != [None] else ()
+                sub["experts"] = tuple(exps) if exps != [None] else ()
+                sub["repeat"] = max(1, len(sub["layers"]))
+                sub["experts_n"] = len(sub["experts"])
+                out_rows.append(sub)
+    df = pd.DataFrame(out_rows)
+    df["out_fmt"] = high.name
+    df["kv_fmt"] = pmap.kv_cache.name
+    df.attrs.update(table.attrs)
+    df.attrs["precision"] = pmap.name
+    return df
+
+
+def quant_ratio(assigned: pd.DataFrame) -> float:
+    """Q_r (seed 000): low-precision parameters / all parameters of the matmul weights.
+
+    Counts the weights a map can name (linear, expert, router and an untied lm_head); embeddings
+    are lookups, not matmuls, and are excluded. "Low precision" = a weight format that is not
+    bf16/fp16/fp32.
+    """
+    m = assigned[assigned["role"].isin(MATMUL_ROLES)]
+    params = m["params"] * m["repeat"] * np.maximum(m["experts_n"], 1)
+    low = np.array([not parse_format(f).is_high_precision for f in m["weight_fmt"]])
+    total = params.sum()
+    return float(params[low].sum() / total) if total else 0.0
+
+
+def flop_ratio(assigned: pd.DataFrame, flops: np.ndarray) -> float:
+    """FLOP-weighted low-precision ratio: matmul FLOPs whose operands are not both high precision.
+
+    ``flops`` is the per-row total FLOPs for a reference phase (the attention matmuls hold no
+    parameters, so this ratio sees them where Q_r does not).
+    """
+    mask = assigned["role"].isin(MATMUL_ROLES).to_numpy()
+    low = np.array([not (parse_format(w).is_high_precision and parse_format(a).is_high_precision)
+                    for w, a in zip(assigned["weight_fmt"], assigned["act_fmt"])])
+    total = flops[mask].sum()
+    return float(flops[mask & low].sum() / total) if total else 0.0

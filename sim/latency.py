@@ -1,0 +1,157 @@
+"""Latency and memory of a model on devices at batch sizes and precisions (``mpqsim latency``).
+
+Phases are configurations of one priced path (see :mod:`workloads.optable`): prefill of a prompt
+of S tokens is ``q = S, past = 0`` (or chunks of it), decode at context C is ``q = 1, past = C - 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hwmodels.spec import DeviceSpec
+from mpqsim import InputError
+from quant.precision import PrecisionMap
+from sim.costmodel import (D_BA, D_BKV, D_BW, D_FLOPS, D_TC, D_TIME, D_TM, PricedModel, op_units,
+                           prepare, price)
+from workloads.optable import KIND_NAMES, counts
+from workloads.spec import ModelSpec
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One forward pass: ``q`` new tokens per sequence after ``past`` cached ones."""
+
+    name: str
+    q: int
+    past: int
+
+
+def phases(prompt: int, context: int, chunk: int | None = None) -> list[Phase]:
+    """Prefill of ``prompt`` tokens (in chunks if ``chunk``) and one decode step at ``context``."""
+    step = chunk or prompt
+    pre = [Phase("prefill", min(step, prompt - s), s) for s in range(0, prompt, step)]
+    return pre + [Phase("decode", 1, context - 1)]
+
+
+def validate(spec: ModelSpec, batches, prompt: int, context: int, chunk: int | None = None) -> None:
+    """Raise :class:`InputError` for impossible shapes."""
+    if not batches:
+        raise InputError("no batch size given")
+    for b in batches:
+        if not isinstance(b, (int, np.integer)) or b <= 0:
+            raise InputError(f"batch size must be a positive integer, got {b!r}")
+    for what, v in (("prompt", prompt), ("context", context)):
+        if v <= 0:
+            raise InputError(f"{what} length must be > 0, got {v}")
+        if v > spec.max_positions:
+            raise InputError(f"{what} length {v} exceeds {spec.name}'s maximum context of "
+                             f"{spec.max_positions} tokens")
+    if chunk is not None and chunk <= 0:
+        raise InputError(f"prefill chunk must be > 0, got {chunk}")
+
+
+def memory(priced: PricedModel, batch, context, act_peak) -> dict:
+    """Memory footprint (bytes): weights + KV cache at ``context`` tokens + peak activations."""
+    w = priced.weight_bytes
+    kv = priced.kv_bytes(batch, context)
+    return dict(weights=w, kv=kv, act=act_peak, total=w + kv + act_peak)
+
+
+def check_fit(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, need_bytes: float,
+              what: str = "") -> None:
+    """Raise :class:`InputError` saying by how much a configuration overflows device memory."""
+    if need_bytes > device.memory_bytes:
+        raise InputError(
+            f"{spec.name} at {pmap.name}{' ' + what if what else ''} needs {need_bytes / GB:.1f} GB "
+            f"but {device.name} has {device.memory_bytes / GB:.0f} GB (short by "
+            f"{(need_bytes - device.memory_bytes) / GB:.1f} GB); try a lighter precision, a smaller "
+            "batch or context, or a larger device")
+
+
+def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[PrecisionMap],
+                  batches, prompt: int, context: int, chunk: int | None = None,
+                  eager: bool = False, fused_attention: bool = True) -> pd.DataFrame:
+    """One row per (device, precision, batch): prefill and decode latency, throughput, memory.
+
+    ``decode_ms`` is one decode step of the whole batch at context ``context``; ``kv_gb`` is the
+    cache held at ``max(prompt, context)`` tokens; ``fits`` compares weights + KV + peak
+    activations with the device's memory. ``*_bound`` says which roofline side dominates the time.
+    """
+    batches = list(batches)
+    validate(spec, batches, prompt, context, chunk)
+    ph = phases(prompt, context, chunk)
+    rows = []
+    for pmap in pmaps:
+        priced = prepare(spec, pmap, fused_attention)
+        grid = [(d, b, p) for d in range(len(devices)) for b in batches for p in ph]
+        total, act, det = price(priced, devices, [g[0] for g in grid], [g[1] for g in grid],
+                                [g[2].q for g in grid], [g[2].past for g in grid], detail=True,
+                                eager=eager)
+        rep = priced.table["repeat"].to_numpy()
+        i = 0
+        for d, dev in enumerate(devices):
+            for b in batches:
+                pre_t, pre_act, pre_mem_t, pre_cmp_t = 0.0, 0.0, 0.0, 0.0
+                for p in ph:
+                    mem_bound = det[i, :, D_TM] >= det[i, :, D_TC]
+                    t_op = det[i, :, D_TIME] * rep
+                    if p.name == "prefill":
+                        pre_t += total[i]
+                        pre_act = max(pre_act, act[i])
+                        pre_mem_t += t_op[mem_bound].sum()
+                        pre_cmp_t += t_op[~mem_bound].sum()
+                    else:
+                        dec_t, dec_act = total[i], act[i]
+                        dec_bound = "memory" if t_op[mem_bound].sum() >= t_op[~mem_bound].sum() else "compute"
+                    i += 1
+                mem = memory(priced, b, max(prompt, context), max(pre_act, dec_act))
+                rows.append(dict(
+                    model=spec.name, device=dev.name, precision=pmap.name, batch=b, prompt=prompt,
+                    context=context, prefill_ms=pre_t * 1e3,
+                    prefill_bound="memory" if pre_mem_t >= pre_cmp_t else "compute",
+                    decode_ms=dec_t * 1e3, decode_bound=dec_bound, decode_tok_s=b / dec_t,
+                    prefill_tok_s=b * prompt / pre_t, weights_gb=mem["weights"] / GB,
+                    kv_gb=float(mem["kv"]) / GB, act_gb=mem["act"] / GB, total_gb=float(mem["total"]) / GB,
+                    capacity_gb=dev.memory_bytes / GB, fits=bool(mem["total"] <= dev.memory_bytes)))
+    return pd.DataFrame(rows)
+
+
+def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch: int, prompt: int,
+                 context: int, chunk: int | None = None, eager: bool = False,
+                 fused_attention: bool = True) -> pd.DataFrame:
+    """Every op of every phase, explained: shape, formats, unit, FLOPs, bytes, bound and time.
+
+    ``time_us`` is one instance (one layer); ``total_us`` = ``time_us`` x ``repeat``; ``share``
+    is the op's fraction of its phase's time. Bytes are in MB (1e6).
+    """
+    validate(spec, [batch], prompt, context, chunk)
+    priced = prepare(spec, pmap, fused_attention)
+    t = priced.table
+    units = op_units(priced, device)
+    ph = phases(prompt, context, chunk)
+    _, _, det = price(priced, [device], [0] * len(ph), batch, [p.q for p in ph],
+                      [p.past for p in ph], detail=True, eager=eager)
+    frames = []
+    for i, p in enumerate(ph):
+        c = counts(t, batch, p.q, p.past)
+        d = det[i]
+        byts = d[:, D_BW] + d[:, D_BA] + d[:, D_BKV]
+        total = d[:, D_TIME] * t["repeat"].to_numpy()
+        label = p.name if len(ph) == 2 or p.name == "decode" else f"{p.name}@{p.past}"
+        frames.append(pd.DataFrame(dict(
+            phase=label, op=t["name"], kind=[KIND_NAMES[k] for k in t["kind"]], repeat=t["repeat"],
+            weight_fmt=t["weight_fmt"], act_fmt=t["act_fmt"], kv_fmt=t["kv_fmt"], unit=units,
+            M=c["m"], N=c["n"], K=c["k"], count=c["count"], gflops=d[:, D_FLOPS] / 1e9,
+            weight_mb=d[:, D_BW] / 1e6, act_mb=d[:, D_BA] / 1e6, kv_mb=d[:, D_BKV] / 1e6,
+            intensity=np.divide(d[:, D_FLOPS], byts, out=np.zeros_like(byts), where=byts > 0),
+            bound=np.where(d[:, D_TM] >= d[:, D_TC], "memory", "compute"),
+            time_us=d[:, D_TIME] * 1e6, total_us=total * 1e6,
+            share=total / total.sum())))
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs.update(model=spec.name, device=device.name, precision=pmap.name, batch=batch)
+    return out

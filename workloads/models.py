@@ -1,0 +1,57 @@
+"""Bundled model configs and loading a model by name or by path to a local config.json."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from mpqsim import InputError, choices_hint
+from workloads.spec import ModelSpec, read_config, spec_from_config
+
+_CONFIG_DIR = "configs"
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> dict[str, str]:
+    """Bundled model name -> file name (the file stem is the name)."""
+    d = resources.files("workloads") / _CONFIG_DIR
+    return {p.name[:-5]: p.name for p in d.iterdir() if p.name.endswith(".json")}
+
+
+def bundled_models() -> list[str]:
+    return sorted(_bundled())
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A bundled model by name (``llama-2-7b``), or any local ``config.json`` / model directory."""
+    key = str(name_or_path).strip()
+    if key.lower() in _bundled():
+        text = (resources.files("workloads") / _CONFIG_DIR / _bundled()[key.lower()]).read_text()
+        return spec_from_config(json.loads(text), key.lower(), where=f"bundled config {key.lower()}")
+    p = Path(key)
+    if p.suffix == ".json" or p.is_dir() or p.exists():
+        return spec_from_config(read_config(p), p.stem if p.suffix == ".json" and p.stem != "config"
+                                else p.resolve().parent.name if p.name == "config.json" else p.name,
+                                where=str(p))
+    raise InputError(f"unknown model {key!r}: not a bundled model nor a path to a config.json; "
+                     f"{choices_hint(_bundled())}")
+
+
+def models_table() -> pd.DataFrame:
+    """One row per bundled model: architecture, sizes, parameter count and its published value."""
+    from workloads.optable import build_optable, total_params
+
+    rows = []
+    for name in bundled_models():
+        s = load_model(name)
+        rows.append(dict(model=name, arch=s.arch, layers=s.layers, hidden=s.hidden, heads=s.heads,
+                         kv_heads=s.kv_heads, intermediate=s.intermediate, vocab=s.vocab,
+                         experts=f"{s.experts}x top-{s.experts_per_token}" if s.experts else "",
+                         max_context=s.max_positions,
+                         params_b=total_params(build_optable(s)) / 1e9,
+                         published_b=(s.published_params or float("nan")) / 1e9))
+    return pd.DataFrame(rows)
