@@ -1,0 +1,19 @@
+import pytest
+
+from hwmodels import load_device
+from workloads import load_model
+
+
+@pytest.fixture(scope="session")
+def llama7b():
+    return load_model("llama-2-7b")
+
+
+@pytest.fixture(scope="session")
+def h100():
+    return load_device("h100-sxm")
+
+
+@pytest.fixture(scope="session")
+def a100():
+    return load_device("a100-80gb")

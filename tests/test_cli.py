@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from sim.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_latency_table(capsys):
+    code, out, err = run(capsys, "latency", "-m", "llama-2-7b", "-d", "a100-80gb,h100-sxm", "-b", "1,8,64",
+                         "--prompt", "1024", "--context", "1024", "-p", "fp16,w4a16")
+    assert code == 0
+    assert out.count("a100-80gb") == 6 and "13.477" in out and "0.537" in out
+
+
+def test_latency_per_op_csv(capsys, tmp_path):
+    csv = tmp_path / "ops.csv"
+    code, out, _ = run(capsys, "latency", "-m", "llama-2-7b", "-d", "h100-sxm", "-p", "w4a16-mx", "--per-op",
+                       "--csv", str(csv))
+    assert code == 0 and "model.layers.{i}.self_attn.q_proj" in out and "mxint4_32" in out
+    df = pd.read_csv(csv)
+    assert set(df.phase) == {"prefill", "decode"} and (df.device == "h100-sxm").all()
+
+
+def test_listing_commands(capsys):
+    for cmd, needle in (("devices", "mi300x"), ("models", "mixtral-8x7b"), ("presets", "mxint4")):
+        code, out, _ = run(capsys, cmd)
+        assert code == 0 and needle in out
+
+
+def test_demo(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "-o", str(tmp_path))
+    assert code == 0 and "llama-3.1-70b" in out and "no fit" in out
+    assert len(pd.read_csv(tmp_path / "latency.csv")) == 2 * 10 * 5 * 3
+
+
+def test_map_and_device_override(capsys, tmp_path):
+    m = tmp_path / "m.json"
+    m.write_text(json.dumps({"name": "mine", "roles": {"linear": {"weight": "mxint4_32", "act": "mxint4_32"}}}))
+    code, out, _ = run(capsys, "latency", "-m", "smollm2-135m", "-d", "custom-mx", "--map", str(m),
+                       "--set", "peak_tflops.mxint4=8000")
+    assert code == 0 and "mine" in out
+
+
+BAD = [
+    (["latency", "-m", "llama-9", "-d", "h100-sxm"], "unknown model 'llama-9'", "llama-2-7b"),
+    (["latency", "-m", "llama-2-7b", "-d", "h900"], "unknown device 'h900'", "h100-sxm"),
+    (["latency", "-m", "llama-2-7b", "-d", "h100-sxm", "-b", "0"], "batch size must be a positive", None),
+    (["latency", "-m", "llama-2-7b", "-d", "h100-sxm", "-b", "1,x"], "comma-separated integers", None),
+    (["latency", "-m", "llama-2-7b", "-d", "h100-sxm", "--context", "9000"], "exceeds llama-2-7b's maximum", None),
+    (["latency", "-m", "llama-2-7b", "-d", "h100-sxm", "-p", "int3"], "unknown precision", "w4a16"),
+    (["latency", "-m", "llama-3.1-405b", "-d", "a100-40gb"], "short by", None),
+    (["latency", "-m", "llama-2-7b", "-d", "h100-sxm", "--set", "bandwidth"], "KEY=NUMBER", None),
+    (["frobnicate"], "invalid choice", "latency"),
+    (["latency", "-d", "h100-sxm"], "required", None),
+]
+
+
+@pytest.mark.parametrize("args,msg,choice", BAD)
+def test_bad_input_one_line_exit_2(capsys, args, msg, choice):
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mpqsim: error:") and msg in lines[0], err
+    if choice:
+        assert choice in lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_files_one_line_exit_2(capsys, tmp_path):
+    bad_yaml = tmp_path / "d.yaml"
+    bad_yaml.write_text("name: [unclosed\n")
+    bad_json = tmp_path / "m.json"
+    bad_json.write_text("{oops")
+    unknown_ops = tmp_path / "u.json"
+    unknown_ops.write_text(json.dumps({"ops": {"model.layers.99.mlp.up_proj": {"weight": "mxint4_32"}}}))
+    for args, msg in ((["-d", str(bad_yaml)], "malformed YAML"),
+                      (["-d", "h100-sxm", "--map", str(bad_json)], "malformed JSON"),
+                      (["-d", "h100-sxm", "--map", str(unknown_ops)], "the model lacks"),
+                      (["-d", "h100-sxm", "--map", str(tmp_path / "none.json")], "not found")):
+        code, _, err = run(capsys, "latency", "-m", "llama-2-7b", *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, err
+
+
+def test_console_script_exit_code():
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "latency", "-m", "nope", "-d", "h100-sxm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+
+from hwmodels import bundled_devices, load_device
+from mpqsim import InputError
+from quant.precision import PrecisionMap, preset_map
+from sim.costmodel import D_BA, D_BKV, D_BW, D_FLOPS, D_TIME, op_units, prepare, price
+from sim.latency import check_fit, latency_table, per_op_table
+from sim.units import compute_unit
+from workloads import load_model
+
+
+def test_done_when_llama2_7b(llama7b, a100, h100):
+    df = latency_table(llama7b, [a100, h100], [preset_map("fp16"), preset_map("w4a16")], [1, 8, 64], 1024, 1024)
+    fp16 = df[df.precision == "fp16"]
+    assert fp16.weights_gb.round(2).eq(13.48).all()
+    b1 = fp16[fp16.batch == 1]
+    assert b1.kv_gb.round(3).eq(0.537).all()  # 0.537 GB per sequence at 1024 tokens
+    assert (b1.decode_bound == "memory").all() and (b1.prefill_bound == "compute").all()
+    assert (df[df.batch == 64].kv_gb.round(2) == 34.36).all()
+    # weight-only 4-bit helps the memory-bound decode, not the compute-bound prefill
+    w4 = df[df.precision == "w4a16"].set_index(["device", "batch"])
+    f16 = fp16.set_index(["device", "batch"])
+    assert (w4.decode_ms < f16.decode_ms).all()
+    assert np.allclose(w4.prefill_ms, f16.prefill_ms, rtol=0.01)
+
+
+def test_per_op_explains_the_totals(llama7b, h100):
+    ops = per_op_table(llama7b, h100, preset_map("fp16"), 1, 1024, 1024)
+    summary = latency_table(llama7b, [h100], [preset_map("fp16")], [1], 1024, 1024).iloc[0]
+    for phase, col in (("prefill", "prefill_ms"), ("decode", "decode_ms")):
+        p = ops[ops.phase == phase]
+        assert p.total_us.sum() / 1e3 == pytest.approx(summary[col])
+        assert p.share.sum() == pytest.approx(1.0)
+    dec = ops[ops.phase == "decode"].set_index("op")
+    q = dec.loc["model.layers.{i}.self_attn.q_proj"]
+    assert (q.M, q.N, q.K, q.bound) == (1, 4096, 4096, "memory")
+    assert q.weight_mb == pytest.approx(4096 * 4096 * 2 / 1e6)
+
+
+def test_precision_rule_w4a16_mx_on_h100(llama7b, h100):
+    priced = prepare(llama7b, preset_map("w4a16-mx"))
+    units = dict(zip(priced.table.name, op_units(priced, h100)))
+    assert units["model.layers.{i}.self_attn.q_proj"] == "bf16"  # up-cast: Hopper has no MXINT4 unit
+    t = priced.table.set_index("name")
+    j = list(priced.table.name).index("model.layers.{i}.self_attn.q_proj")
+    assert priced.wbytes[j] == pytest.approx(4.25 / 8)  # reads 4.25-bit weights (4 + 8/32)
+    _, _, det = price(priced, [h100], [0], [1], [1], [1023], detail=True)
+    assert det[0, j, 4] == pytest.approx(4096 * 4096 * 4.25 / 8)
+    assert t.loc["lm_head", "weight_fmt"] == "bf16"
+
+
+@pytest.mark.parametrize("dev,w,a,unit", [
+    ("h100-sxm", "mxint4_32", "bf16", "bf16"),
+    ("h100-sxm", "int8_chan", "int8_tens", "int8"),
+    ("h100-sxm", "fp8_e4m3", "fp8_e4m3", "fp8"),
+    ("a100-80gb", "fp8_e4m3", "fp8_e4m3", "bf16"),     # Ampere has no FP8 unit
+    ("a100-80gb", "int4_chan", "int4_tens", "int4"),
+    ("a100-80gb", "int4_chan", "int8_tens", "int8"),   # int4 weights enter the INT8 unit exactly
+    ("a100-80gb", "int4_g128", "int8_tens", "bf16"),   # group scales: dequantize first
+    ("b200", "mxfp4_e2m1_32", "mxfp4_e2m1_32", "mxfp4"),
+    ("b200", "mxfp4_e2m1_32", "mxfp8_e4m3_32", "mxfp8"),
+    ("b200", "mxint4_32", "mxint4_32", "bf16"),
+    ("custom-mx", "mxint4_32", "mxint4_32", "mxint4"),
+    ("custom-mx", "mxint4_32", "mxint8_32", "mxint8"),
+    ("h100-sxm", "fp32", "bf16", "fp32"),
+])
+def test_compute_unit_rule(dev, w, a, unit):
+    assert compute_unit(load_device(dev), w, a) == unit
+
+
+def _total(spec, dev, pmap, batch, q, past):
+    t, _, _ = price(prepare(spec, pmap), [dev], [0], [batch], [q], [past])
+    return t[0]
+
+
+@pytest.mark.parametrize("model", ["llama-2-7b", "mixtral-8x7b", "gemma-2-2b", "opt-125m", "qwen1.5-32b"])
+@pytest.mark.parametrize("precision", ["bf16", "w4a16", "mxint4", "fp8"])
+def test_monotone_in_batch_and_context(model, precision):
+    spec = load_model(model)
+    devices = [load_device(d) for d in bundled_devices()]
+    priced = prepare(spec, preset_map(precision))
+    batches = np.array([1, 2, 3, 8, 16, 17, 64, 128, 512])
+    contexts = np.array([1, 2, 100, 1000, 2047, 2048])
+    for d in range(len(devices)):
+        for q in (1, 16, 256):
+            grid_b, grid_c = np.meshgrid(batches, contexts, indexing="ij")
+            n = grid_b.size
+            t, _, det = price(priced, devices, [d] * n, grid_b.ravel(), [q] * n, grid_c.ravel(), detail=True)
+            t = t.reshape(grid_b.shape)
+            assert (np.diff(t, axis=0) >= -1e-15).all(), "time fell as batch grew"
+            assert (np.diff(t, axis=1) >= -1e-15).all(), "time fell as context grew"
+            per_op = det[:, :, D_TIME].reshape(*grid_b.shape, -1)
+            assert (np.diff(per_op, axis=0) >= -1e-15).all() and (np.diff(per_op, axis=1) >= -1e-15).all()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "w4a16-mx", "mxfp4", "w8a8", "fp8-kv8"])
+def test_roofline_floor(precision):
+    """No op is faster than its bytes at peak bandwidth or its FLOPs at its unit's peak."""
+    spec = load_model("llama-3.1-8b")
+    devices = [load_device(d) for d in bundled_devices()]
+    priced = prepare(spec, preset_map(precision))
+    cfgs = [(d, b, q, p) for d in range(len(devices)) for b in (1, 32) for q, p in ((1, 4095), (2048, 0))]
+    _, _, det = price(priced, devices, *zip(*cfgs), detail=True)
+    for c, (d, *_rest) in enumerate(cfgs):
+        dev = devices[d]
+        units = op_units(priced, dev)
+        peak = np.array([dev.vector_flops if u == "vector" else dev.peak(u) for u in units])
+        byts = det[c, :, D_BW] + det[c, :, D_BA] + det[c, :, D_BKV]
+        assert (det[c, :, D_TIME] >= byts / dev.bandwidth - 1e-18).all()
+        assert (det[c, :, D_TIME] >= det[c, :, D_FLOPS] / peak - 1e-18).all()
+
+
+def test_kv_capacity_follows_kv_format(llama7b):
+    bf16 = prepare(llama7b, preset_map("bf16")).kv_bytes(1, 1024)
+    fp8 = prepare(llama7b, preset_map("fp8-kv8")).kv_bytes(1, 1024)
+    mx4 = prepare(llama7b, preset_map("mxint4")).kv_bytes(1, 1024)
+    assert fp8 == pytest.approx(bf16 / 2) and mx4 == pytest.approx(bf16 * 4.25 / 16)
+
+
+def test_sliding_window_caps_kv():
+    spec = load_model("gemma-2-2b")
+    p = prepare(spec, preset_map("bf16"))
+    per_tok = 26 * 2 * 4 * 256 * 2  # layers x (K,V) x kv_heads x head_dim x bytes
+    assert p.kv_bytes(1, 4096) == pytest.approx(per_tok * 4096)
+    assert p.kv_bytes(1, 8192) == pytest.approx(per_tok * (8192 + 4096) / 2)  # half the layers keep 4096
+
+
+def test_memory_fit_error():
+    spec = load_model("llama-3.1-405b")
+    dev = load_device("a100-40gb")
+    row = latency_table(spec, [dev], [preset_map("bf16")], [1], 1024, 1024).iloc[0]
+    assert not row.fits and row.weights_gb > 800
+    with pytest.raises(InputError, match=r"needs .* GB but a100-40gb has 40 GB \(short by"):
+        check_fit(spec, dev, preset_map("bf16"), row.total_gb * 1e9)
+
+
+def test_unfused_attention_materialises_scores(llama7b, h100):
+    fused = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 4096, 4096).iloc[0]
+    unfused = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 4096, 4096,
+                            fused_attention=False).iloc[0]
+    assert unfused.act_gb > 1.0 > fused.act_gb  # 32 heads x 4096^2 scores in bf16 = 1.07 GB
+    assert unfused.prefill_ms > fused.prefill_ms
+
+
+def test_chunked_prefill_costs_at_least_unchunked(llama7b, h100):
+    one = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 2048, 2048).iloc[0]
+    chunked = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 2048, 2048, chunk=512).iloc[0]
+    assert chunked.prefill_ms > one.prefill_ms
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(batches=[0]), "positive integer"),
+    (dict(context=5000), "exceeds llama-2-7b's maximum context of 4096"),
+    (dict(prompt=0), "must be > 0"),
+    (dict(chunk=-1), "chunk"),
+])
+def test_bad_shapes(llama7b, h100, kw, msg):
+    args = dict(batches=[1], prompt=128, context=128, chunk=None) | kw
+    with pytest.raises(InputError, match=msg):
+        latency_table(llama7b, [h100], [preset_map("bf16")], args["batches"], args["prompt"], args["context"],
+                      chunk=args["chunk"])
+
+
+def test_eager_launches_cost_more(llama7b, h100):
+    g = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 128, 128).iloc[0]
+    e = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 128, 128, eager=True).iloc[0]
+    assert e.decode_ms > g.decode_ms
