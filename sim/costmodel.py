@@ -93,25 +93,15 @@ class PricedModel:
     abytes: np.ndarray
     obytes: np.ndarray
     kvbytes: np.ndarray
-
-    @property
-    def weight_bytes(self) -> float:
-        """Stored weights: each parameter in its weight format, biases in the output format."""
-        t = self.table
-        inst = t["repeat"] * np.maximum(t["experts_n"], 1)
-        bias = t["b_elems"]
-        return float(((t["params"] - bias) * self.wbytes * inst + bias * self.obytes * inst).sum())
+    weight_bytes: float          # stored weights: parameters in their weight format, biases in the output format
+    kv_coef: np.ndarray          # per attention row: KV bytes per held token (all its layers)
+    kv_window: np.ndarray        # per attention row: sliding window (0 = holds the whole context)
 
     def kv_bytes(self, batch, context) -> np.ndarray:
         """KV-cache bytes held for ``batch`` sequences of ``context`` tokens (array-broadcasting)."""
         batch, context = np.asarray(batch, float), np.asarray(context, float)
-        t = self.table
-        total = np.zeros(np.broadcast(batch, context).shape)
-        for row, kvb in zip(t.itertuples(), self.kvbytes):
-            if row.kind in (QK, AV):
-                held = np.minimum(context, row.window) if row.window > 0 else context
-                total = total + row.repeat * held * row.kv_heads * row.head_dim * kvb
-        return batch * total
+        held = np.where(self.kv_window > 0, np.minimum(context[..., None], self.kv_window), context[..., None])
+        return batch * (held * self.kv_coef).sum(axis=-1)
 
 
 def prepare(spec: ModelSpec, pmap: PrecisionMap, fused_attention: bool = True) -> PricedModel:
@@ -120,8 +110,14 @@ def prepare(spec: ModelSpec, pmap: PrecisionMap, fused_attention: bool = True) -
     pmap.validate(op_names(table))
     t = assign_formats(table, pmap)
     bpe = lambda col: np.array([parse_format(f).bytes_per_element for f in t[col]])  # noqa: E731
-    return PricedModel(spec, pmap, t, op_array(t), bpe("weight_fmt"), bpe("act_fmt"),
-                       bpe("out_fmt"), bpe("kv_fmt"))
+    wb, ab, ob, kvb = bpe("weight_fmt"), bpe("act_fmt"), bpe("out_fmt"), bpe("kv_fmt")
+    inst = (t["repeat"] * np.maximum(t["experts_n"], 1)).to_numpy()
+    bias = t["b_elems"].to_numpy()
+    weight_bytes = float((((t["params"].to_numpy() - bias) * wb + bias * ob) * inst).sum())
+    attn = t["kind"].isin([QK, AV]).to_numpy()  # QK rows hold K, AV rows hold V
+    kv_coef = (t["repeat"] * t["kv_heads"] * t["head_dim"]).to_numpy()[attn] * kvb[attn]
+    return PricedModel(spec, pmap, t, op_array(t), wb, ab, ob, kvb, weight_bytes, kv_coef,
+                       t["window"].to_numpy(dtype=float)[attn])
 
 
 def op_units(priced: PricedModel, device: DeviceSpec) -> list[str]:

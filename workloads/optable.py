@@ -248,8 +248,7 @@ def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame
     df["experts"] = [e if isinstance(e, tuple) else () for e in df["experts"]]
     df["repeat"] = [max(1, len(ls)) for ls in df["layers"]]
     df["n_experts"] = [len(e) for e in df["experts"]]
-    df.attrs["model"] = spec.name
-    df.attrs["spec"] = spec
+    df.attrs["model"] = spec.name  # plain values only: pandas deep-copies attrs on every operation
     cols = ["name", "role", "kind", "layers", "experts", "repeat", "n_experts", "params"]
     cols += [c for c in OP_FIELDS if c not in ("kind", "repeat", "experts")]
     df = df[cols].rename(columns={"n_experts": "experts_n"})
