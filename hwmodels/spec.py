@@ -20,6 +20,8 @@ File schema (units are in the key names; GB and TB/s are decimal, 1e9 and 1e12):
     launch_overhead_eager_us: {value: 4.0, source: HWF}
     efficiency:                                                # fractions of peak reached
       compute: {value: 0.80, source: MLE}                       # large GEMMs
+      compute_by_unit:                                          # optional: per unit, overrides compute
+        int8: {value: 0.45, source: H100-meas}
       compute_m_min: {value: 16, source: DEFAULT}               # smaller GEMMs pay for a full tile
       memory:  {value: 0.80, source: ...}                        # streaming reads
       vector:  {value: 0.50, source: DEFAULT}                    # element-wise ops on the non-tensor units
@@ -81,11 +83,16 @@ class DeviceSpec:
     eff_m_min: float               # GEMM rows (M) of the smallest MMA tile; fewer rows cost a full tile
     eff_memory: float              # fraction of peak bandwidth reached by streaming reads
     eff_vector: float              # fraction of the fp32 vector peak reached by element-wise ops
+    eff_compute_by_unit: dict = field(default_factory=dict, compare=False)  # unit -> fraction, where measured
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     path: str = ""
 
     def peak(self, kind: str) -> float:
         return self.units[kind].peak_flops if kind in self.units else 0.0
+
+    def compute_efficiency(self, kind: str) -> float:
+        """Fraction of ``kind``'s peak that large GEMMs reach (per-unit value if the file has one)."""
+        return self.eff_compute_by_unit.get(kind, self.eff_compute)
 
     @property
     def high_unit(self) -> str:
@@ -161,9 +168,18 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
     if missing:
         raise InputError(f"{where}: efficiency is missing {', '.join(missing)}")
     e = {k: _number(eff[k], f"{where}: efficiency.{k}", sources)[0] for k in _EFFICIENCY}
-    for k in ("compute", "memory", "vector"):
-        if e[k] > 1:
-            raise InputError(f"{where}: efficiency.{k} is a fraction of peak and must be <= 1, got {e[k]}")
+    by_unit = eff.get("compute_by_unit") or {}
+    if not isinstance(by_unit, dict):
+        raise InputError(f"{where}: efficiency.compute_by_unit must map unit kinds to numbers")
+    for kind in by_unit:
+        if kind not in units:
+            raise InputError(f"{where}: efficiency.compute_by_unit names {kind!r}, which is not under "
+                             f"peak_tflops; {choices_hint(units)}")
+    by_unit = {k: _number(v, f"{where}: efficiency.compute_by_unit.{k}", sources)[0] for k, v in by_unit.items()}
+    for k, x in [(k, e[k]) for k in ("compute", "memory", "vector")] + [(f"compute_by_unit.{u}", x)
+                                                                           for u, x in by_unit.items()]:
+        if x > 1:
+            raise InputError(f"{where}: efficiency.{k} is a fraction of peak and must be <= 1, got {x}")
     if val["idle_w"] > val["tdp_w"]:
         raise InputError(f"{where}: idle_w {val['idle_w']} exceeds tdp_w {val['tdp_w']}")
     spec = DeviceSpec(
@@ -171,7 +187,7 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         memory_bytes=val["memory_capacity_gb"] * 1e9, bandwidth=val["memory_bandwidth_tbs"] * 1e12,
         l2_bytes=val["l2_cache_mb"] * 1e6, compute_units=int(val["compute_units"]), units=units,
         tdp_w=val["tdp_w"], idle_w=val["idle_w"], launch_s=val["launch_overhead_us"] * 1e-6,
-        launch_eager_s=val["launch_overhead_eager_us"] * 1e-6, eff_compute=e["compute"],
+        launch_eager_s=val["launch_overhead_eager_us"] * 1e-6, eff_compute=e["compute"], eff_compute_by_unit=by_unit,
         eff_m_min=e["compute_m_min"], eff_memory=e["memory"], eff_vector=e["vector"],
         sources=dict(sources), path=where)
     spec.high_unit  # noqa: B018  (validates that an up-cast unit exists)

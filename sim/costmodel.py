@@ -85,7 +85,7 @@ def price_kernel(ops, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, launch,
 class PricedModel:
     """A model's op table under one precision map, as the arrays the kernel prices."""
 
-    spec: ModelSpec
+    spec: ModelSpec | None
     pmap: PrecisionMap
     table: pd.DataFrame          # op table with weight_fmt / act_fmt / out_fmt / kv_fmt columns
     ops: np.ndarray
@@ -106,7 +106,11 @@ class PricedModel:
 
 def prepare(spec: ModelSpec, pmap: PrecisionMap, fused_attention: bool = True) -> PricedModel:
     """Build the op table of ``spec``, apply ``pmap`` and turn it into kernel arrays."""
-    table = build_optable(spec, fused_attention=fused_attention)
+    return prepare_table(build_optable(spec, fused_attention=fused_attention), pmap, spec)
+
+
+def prepare_table(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None = None) -> PricedModel:
+    """Apply ``pmap`` to any op table (a model's, or an ad-hoc one such as a single GEMM)."""
     pmap.validate(op_names(table))
     t = assign_formats(table, pmap)
     bpe = lambda col: np.array([parse_format(f).bytes_per_element for f in t[col]])  # noqa: E731
@@ -137,7 +141,7 @@ def device_arrays(priced: PricedModel, devices: list[DeviceSpec], eager: bool = 
             if u == VECTOR:
                 rate[d, j] = dev.vector_flops * dev.eff_vector
             else:
-                rate[d, j] = dev.peak(u) * dev.eff_compute
+                rate[d, j] = dev.peak(u) * dev.compute_efficiency(u)
                 m_min[d, j] = dev.eff_m_min
     bw = np.array([dev.bandwidth * dev.eff_memory for dev in devices])
     launch = np.array([dev.launch_eager_s if eager else dev.launch_s for dev in devices])

@@ -85,3 +85,12 @@ def test_overrides_are_marked(tmp_path):
     dev = load_device("custom-mx", {"peak_tflops.mxint4": 8000, "memory_bandwidth_tbs": 6})
     assert dev.peak("mxint4") == 8000e12 and dev.bandwidth == 6e12
     assert dev.units["mxint4"].source == "override"
+
+
+def test_per_unit_compute_efficiency(tmp_path, h100):
+    assert h100.compute_efficiency("int8") == pytest.approx(0.452)
+    assert h100.compute_efficiency("bf16") == h100.eff_compute
+    doc = _valid_doc()
+    doc["efficiency"]["compute_by_unit"]["fp4"] = {"value": 0.5, "source": "MLE"}
+    with pytest.raises(InputError, match="compute_by_unit names 'fp4'"):
+        load_device(_write(tmp_path, doc))

@@ -236,8 +236,19 @@ def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame
                 w_elems=spec.vocab * h, params=0 if spec.tied_embeddings else spec.vocab * h,
                 last_only=1, layers=())
     rows.append(head)
+    return table_from_rows(rows, spec.name)
 
+
+def table_from_rows(rows: list[dict], model: str = "custom") -> pd.DataFrame:
+    """An op table from row dicts (``name``, ``role``, ``kind`` and the fields that apply).
+
+    Missing numeric fields default to 0 (``launches`` to 1), ``layers``/``experts`` to empty;
+    used by :func:`build_optable` and for ad-hoc tables such as a single GEMM.
+    """
     df = pd.DataFrame(rows)
+    if "layers" not in df:
+        df["layers"] = None
+    df["layers"] = [x if isinstance(x, tuple) else () for x in df["layers"]]
     defaults = dict(b_elems=0, w_elems=0, fpt=0, ipt=0, opt=0, heads=0, kv_heads=0, head_dim=0,
                     window=0, experts_total=0, topk=0, last_only=0, fused=0, launches=1, n=0, k=0,
                     params=0)
@@ -248,7 +259,7 @@ def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame
     df["experts"] = [e if isinstance(e, tuple) else () for e in df["experts"]]
     df["repeat"] = [max(1, len(ls)) for ls in df["layers"]]
     df["n_experts"] = [len(e) for e in df["experts"]]
-    df.attrs["model"] = spec.name  # plain values only: pandas deep-copies attrs on every operation
+    df.attrs["model"] = model  # plain values only: pandas deep-copies attrs on every operation
     cols = ["name", "role", "kind", "layers", "experts", "repeat", "n_experts", "params"]
     cols += [c for c in OP_FIELDS if c not in ("kind", "repeat", "experts")]
     df = df[cols].rename(columns={"n_experts": "experts_n"})
