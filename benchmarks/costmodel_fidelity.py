@@ -8,7 +8,9 @@ Data (see that folder's README):
   (vidur's profiles; PyTorch-profiler kernel times, so launch overhead is excluded: priced with 0);
 * ``h100_gemm_llama2_7b_shapes.csv``: the five Llama-2-7B GEMM shapes on H100 in bf16, fp16,
   fp8 (per-tensor and row-wise), int8 and int4 weight-only (tinygemm), m = 1 .. 16384, CUDA-graph
-  replays (priced with 0 launch overhead too).
+  replays (priced with 0 launch overhead too);
+* ``benchmarks/results/measured/h100_e2e_llama-2-7b_hf.csv``: whole Llama-2-7B passes on an H100
+  through transformers (measured for mpqsim; see the README there).
 
 The efficiencies in the device files are uncalibrated defaults; this script measures how far they
 are from reality, op kind by op kind, and is the baseline a calibration must beat.
@@ -26,7 +28,8 @@ import pandas as pd
 
 from hwmodels import load_device
 from quant.precision import OpFormats, PrecisionMap, preset_map
-from sim.costmodel import prepare_table, price
+from sim.costmodel import prepare, prepare_table, price
+from workloads import load_model
 from workloads.optable import AV, LINEAR, QK, SOFTMAX, VECTOR, table_from_rows
 
 H, INTER, HEADS, HD = 4096, 11008, 32, 128
@@ -110,6 +113,24 @@ def h100_gemms(ref: Path) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+def h100_e2e(path: Path) -> pd.DataFrame:
+    """Whole Llama-2-7B passes measured for mpqsim (benchmarks/results/measured/): prefill kernel
+    time vs the model without launch overhead; CUDA-graph decode wall time vs the model with graph
+    launches."""
+    d = pd.read_csv(path)
+    spec = load_model("llama-2-7b")
+    priced = prepare(spec, preset_map("bf16"))
+    out = []
+    for phase, col, dev in (("prefill", "kernel_ms", _no_launch("h100-sxm")),
+                            ("decode_cuda_graph", "wall_ms", load_device("h100-sxm"))):
+        g = d[d.phase == phase]
+        t, _, _ = price(priced, [dev], np.zeros(len(g), int), g.batch.to_numpy(float), g.q.to_numpy(float),
+                        g.past.to_numpy(float))
+        out.append(pd.DataFrame(dict(source="h100_e2e_hf", gpu="h100", op=f"llama-2-7b:{phase}", m=g.batch.to_numpy(),
+                                     measured_ms=g[col].to_numpy(), predicted_ms=t * 1e3)))
+    return pd.concat(out, ignore_index=True)
+
+
 def summarise(df: pd.DataFrame, by) -> pd.DataFrame:
     df = df.assign(ratio=df.predicted_ms / df.measured_ms)
     return (df.groupby(by).agg(n=("ratio", "size"),
@@ -123,13 +144,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reference", default=str(Path(__file__).resolve().parents[2] / "shared/reference/measured"))
     ref = Path(ap.parse_args().reference)
-    df = pd.concat([vidur(ref), h100_gemms(ref)], ignore_index=True)
-    df["kind"] = [o.split(":")[0] if s == "h100_gemm" else "gemm" if "proj" in o
+    e2e = h100_e2e(Path(__file__).parent / "results" / "measured" / "h100_e2e_llama-2-7b_hf.csv")
+    df = pd.concat([vidur(ref), h100_gemms(ref), e2e], ignore_index=True)
+    df["kind"] = [o.split(":")[0] if s == "h100_gemm" else o.split(":")[1] if s == "h100_e2e_hf" else "gemm" if "proj" in o
                   else "attention" if o in ("attn_decode", "attn_prefill") else "elementwise"
                   for s, o in zip(df.source, df.op)]
     by_op = summarise(df, ["source", "gpu", "op"])
     by_kind = summarise(df, ["source", "gpu", "kind"])
     overall = summarise(df.assign(all="all"), ["all"]).iloc[0]
+    print(e2e.round(2).to_string(index=False))
+    print()
     with pd.option_context("display.width", 200, "display.max_rows", 200):
         print(by_op.to_string(index=False, float_format="{:.2f}".format))
         print()
