@@ -1,6 +1,8 @@
 import json
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from mpqsim import InputError
@@ -155,3 +157,52 @@ def test_malformed_json(tmp_path):
     p.write_text("{not json")
     with pytest.raises(InputError, match="malformed JSON"):
         load_model(str(p))
+
+
+def _cfg_file(tmp_path, cfg, name="m"):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(cfg))
+    return str(d)
+
+
+def test_opt_350m_projections(tmp_path):
+    # facebook/opt-350m: 1024 hidden, 512-wide embeddings projected in and out (331M parameters)
+    cfg = {"model_type": "opt", "hidden_size": 1024, "ffn_dim": 4096, "num_hidden_layers": 24,
+           "num_attention_heads": 16, "vocab_size": 50272, "max_position_embeddings": 2048,
+           "word_embed_proj_dim": 512, "do_layer_norm_before": False, "tie_word_embeddings": True}
+    t = build_optable(load_model(_cfg_file(tmp_path, cfg, "opt-350m")))
+    assert {"model.decoder.project_in", "model.decoder.project_out"} <= set(t.name)
+    assert abs(total_params(t) / 331.2e6 - 1) < 0.005
+    assert t[t.role == "lm_head"].iloc[0].k == 512
+
+
+def test_mistral_sliding_window_and_gemma1(tmp_path):
+    mistral = {"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+               "max_position_embeddings": 32768, "sliding_window": 4096, "tie_word_embeddings": False}
+    spec = load_model(_cfg_file(tmp_path, mistral, "mistral-7b"))
+    assert set(spec.window) == {4096}
+    assert abs(total_params(build_optable(spec)) / 7.24e9 - 1) < 0.005  # Mistral-7B-v0.1: 7.24B
+    gemma = {"model_type": "gemma", "hidden_size": 3072, "intermediate_size": 24576, "num_hidden_layers": 28,
+             "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256, "vocab_size": 256000,
+             "max_position_embeddings": 8192, "hidden_act": "gelu"}
+    t = build_optable(load_model(_cfg_file(tmp_path, gemma, "gemma-7b")))
+    q = t[t.name.str.endswith("q_proj")].iloc[0]
+    assert (q.n, q.k) == (16 * 256, 3072)  # head_dim x heads != hidden
+    assert abs(total_params(t) / 8.54e9 - 1) < 0.005  # gemma-7b: 8.54B
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=st.integers(1, 512), q=st.integers(1, 4096), past=st.integers(0, 8192),
+       model=st.sampled_from(["llama-3.1-8b", "mixtral-8x7b", "gemma-2-2b", "gpt2"]))
+def test_counts_are_consistent(batch, q, past, model):
+    t = build_optable(load_model(model))
+    c = counts(t, batch, q, past)
+    assert (c[["flops", "in_elems", "out_elems", "kv_read", "kv_write"]] >= 0).all().all()
+    gemm = c[c.kind.isin([0, 1])]  # linear and expert rows: FLOPs = 2 x rows x N x K x GEMMs
+    assert np.allclose(gemm.flops, 2 * gemm.m * gemm.n * gemm.k * gemm["count"])
+    more = counts(t, batch + 1, q, past + 1)
+    assert (more.flops.to_numpy() >= c.flops.to_numpy()).all()
+    attn = c[c.kind == 2]
+    assert (attn.n <= past + q).all()  # never more keys than the context holds

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from mpqsim import InputError
 from workloads.spec import ModelSpec
 
 # ---------------------------------------------------------------- op kinds and array fields
@@ -213,12 +214,18 @@ def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame
     :data:`OP_FIELDS`, and ``params`` (stored parameters of one instance; 0 for a tied lm_head).
     """
     nm, h = spec.names, spec.hidden
+    e = spec.embed_dim or h  # width of the token embedding (and of lm_head's input)
     rows: list[dict] = []
-    emb = dict(role="embed", kind=EMBED, n=h, k=spec.vocab, params=spec.vocab * h, layers=())
-    rows.append(dict(name=nm.embed, **emb))
+    rows.append(dict(name=nm.embed, role="embed", kind=EMBED, n=e, k=spec.vocab, params=spec.vocab * e, layers=()))
     if nm.pos_embed:
         npos = spec.max_positions + spec.pos_offset
         rows.append(dict(name=nm.pos_embed, role="embed", kind=EMBED, n=h, k=npos, params=npos * h,
+                         layers=()))
+    if spec.embed_dim:
+        if not nm.project_in:
+            raise InputError(f"{spec.name}: embedding width {e} differs from hidden size {h}, which "
+                             f"{spec.arch} does not project")
+        rows.append(dict(name=nm.project_in, role="linear", kind=LINEAR, n=h, k=e, w_elems=h * e, params=h * e,
                          layers=()))
     prefix = nm.layer
     for op in _layer_ops(spec, fused_attention):
@@ -232,8 +239,11 @@ def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame
                 row["experts"] = tuple(range(spec.experts))
             rows.append(row)
     rows.append(dict(name=nm.final_norm, layers=(), role="vector", kind=VECTOR, **_norm_cost(spec, h)))
-    head = dict(name=nm.lm_head, role="lm_head", kind=LINEAR, n=spec.vocab, k=h,
-                w_elems=spec.vocab * h, params=0 if spec.tied_embeddings else spec.vocab * h,
+    if spec.embed_dim:
+        rows.append(dict(name=nm.project_out, role="linear", kind=LINEAR, n=e, k=h, w_elems=h * e, params=h * e,
+                         last_only=1, layers=()))
+    head = dict(name=nm.lm_head, role="lm_head", kind=LINEAR, n=spec.vocab, k=e,
+                w_elems=spec.vocab * e, params=0 if spec.tied_embeddings else spec.vocab * e,
                 last_only=1, layers=())
     rows.append(head)
     return table_from_rows(rows, spec.name)

@@ -35,6 +35,8 @@ class ArchNames:
     expert_up: str = "block_sparse_moe.experts.{e}.w3"
     expert_down: str = "block_sparse_moe.experts.{e}.w2"
     embed: str = "model.embed_tokens"
+    project_in: str = ""          # embedding -> hidden projection when their widths differ (OPT-350m)
+    project_out: str = ""
     pos_embed: str = ""           # learned positions (OPT, GPT-2), else empty
     final_norm: str = "model.norm"
     lm_head: str = "lm_head"
@@ -46,6 +48,7 @@ _GEMMA2 = ArchNames(norms=("input_layernorm", "post_attention_layernorm",
 _OPT = ArchNames(layer="model.decoder.layers.{i}", o="out_proj", gate="", up="fc1", down="fc2",
                  act="activation_fn", norms=("self_attn_layer_norm", "final_layer_norm"),
                  embed="model.decoder.embed_tokens", pos_embed="model.decoder.embed_positions",
+                 project_in="model.decoder.project_in", project_out="model.decoder.project_out",
                  final_norm="model.decoder.final_layer_norm")
 _GPT2 = ArchNames(layer="transformer.h.{i}", attn="attn", q="", k="", v="", qkv="c_attn", o="c_proj",
                   gate="", up="mlp.c_fc", down="mlp.c_proj", act="mlp.act", norms=("ln_1", "ln_2"),
@@ -103,6 +106,7 @@ class ModelSpec:
     tied_embeddings: bool = False
     position: str = "rope"
     pos_offset: int = 0             # OPT stores 2 extra learned positions
+    embed_dim: int = 0              # token-embedding width when it differs from hidden (OPT-350m), else 0
     window: tuple[int, ...] = ()
     experts: int = 0
     experts_per_token: int = 0
@@ -182,6 +186,7 @@ def spec_from_config(cfg: dict, name: str = "", where: str = "config") -> ModelS
         tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
         position=flags["position"],
         pos_offset=flags.get("pos_offset", 0),
+        embed_dim=_embed_dim(cfg, hidden),
         window=_windows(flags.get("window", "none"), cfg, layers),
         experts=int(cfg.get("num_local_experts", 0)) if flags.get("moe") else 0,
         experts_per_token=int(cfg.get("num_experts_per_tok", 0)) if flags.get("moe") else 0,
@@ -189,6 +194,11 @@ def spec_from_config(cfg: dict, name: str = "", where: str = "config") -> ModelS
         source=meta.get("source", ""),
         config=cfg,
     )
+
+
+def _embed_dim(cfg: dict, hidden: int) -> int:
+    d = cfg.get("word_embed_proj_dim")
+    return int(d) if d and int(d) != hidden else 0
 
 
 def read_config(path: str | Path) -> dict:
