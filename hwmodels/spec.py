@@ -32,13 +32,11 @@ Each entry may carry a ``note`` (why an estimate is plausible, how a figure was 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from mpqsim import InputError, choices_hint
+from mpqsim import InputError, bundled_files, choices_hint
 
 #: Compute-unit kinds a device may list, and the format unit keys each accepts by default
 #: (see ``quant.formats.Format.unit_keys``); MX units take OCP blocks of 32.
@@ -111,10 +109,8 @@ class DeviceSpec:
 DEVICE_DIR = "devices"
 
 
-@lru_cache(maxsize=1)
-def _bundled() -> dict[str, str]:
-    d = resources.files("hwmodels") / DEVICE_DIR
-    return {p.name[:-5]: p.name for p in d.iterdir() if p.name.endswith(".yaml")}
+def _bundled() -> dict:
+    return bundled_files("hwmodels", DEVICE_DIR, ".yaml")
 
 
 def bundled_devices() -> list[str]:
@@ -220,8 +216,7 @@ def load_device(name_or_path: str, overrides: dict | None = None) -> DeviceSpec:
     """A bundled device by name (``h100-sxm``) or a path to a device YAML file."""
     key = str(name_or_path).strip()
     if key.lower() in _bundled():
-        res = resources.files("hwmodels") / DEVICE_DIR / _bundled()[key.lower()]
-        where, text = f"device {key.lower()}", res.read_text()
+        where, text = f"device {key.lower()}", _bundled()[key.lower()].read_text()
     elif key.endswith((".yaml", ".yml")) or Path(key).is_file():
         where = key
         try:

@@ -5,6 +5,9 @@ The product lives in the top-level packages ``workloads``, ``quant``, ``hwmodels
 that the command line turns into one clear line and exit code 2.
 """
 
+from functools import lru_cache
+from importlib import resources
+
 __version__ = "0.1.0"
 
 
@@ -22,3 +25,10 @@ def choices_hint(valid, limit: int = 40) -> str:
     shown = ", ".join(valid[:limit])
     more = f", ... ({len(valid) - limit} more)" if len(valid) > limit else ""
     return f"valid choices: {shown}{more}"
+
+
+@lru_cache(maxsize=None)
+def bundled_files(package: str, folder: str, suffix: str) -> dict:
+    """Data files shipped in ``package/folder`` ending in ``suffix``: name (stem) -> resource."""
+    d = resources.files(package) / folder
+    return {p.name[: -len(suffix)]: p for p in d.iterdir() if p.name.endswith(suffix)}

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-from mpqsim import InputError, choices_hint
+from mpqsim import InputError, bundled_files, choices_hint
 from workloads.spec import ModelSpec, read_config, spec_from_config
 
 _CONFIG_DIR = "configs"
 
 
-@lru_cache(maxsize=1)
-def _bundled() -> dict[str, str]:
-    """Bundled model name -> file name (the file stem is the name)."""
-    d = resources.files("workloads") / _CONFIG_DIR
-    return {p.name[:-5]: p.name for p in d.iterdir() if p.name.endswith(".json")}
+def _bundled() -> dict:
+    return bundled_files("workloads", _CONFIG_DIR, ".json")
 
 
 def bundled_models() -> list[str]:
@@ -30,7 +25,7 @@ def load_model(name_or_path: str) -> ModelSpec:
     """A bundled model by name (``llama-2-7b``), or any local ``config.json`` / model directory."""
     key = str(name_or_path).strip()
     if key.lower() in _bundled():
-        text = (resources.files("workloads") / _CONFIG_DIR / _bundled()[key.lower()]).read_text()
+        text = _bundled()[key.lower()].read_text()
         return spec_from_config(json.loads(text), key.lower(), where=f"bundled config {key.lower()}")
     p = Path(key)
     if p.suffix == ".json" or p.is_dir() or p.exists():
