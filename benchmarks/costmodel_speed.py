@@ -24,7 +24,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-numba.config.NUMBA_NUM_THREADS = 1  # noqa: the kernel is serial anyway; make it explicit
+numba.config.NUMBA_NUM_THREADS = 1  # the kernel is serial anyway; make it explicit
 
 from hwmodels import bundled_devices, load_device  # noqa: E402
 from quant.precision import preset_map  # noqa: E402

@@ -28,7 +28,7 @@ from quant.formats import parse_format
 from quant.precision import PrecisionMap, assign_formats
 from sim.units import VECTOR, compute_unit
 from workloads.optable import (C_B, C_FLOPS, C_IN, C_KVR, C_KVW, C_M, C_OUT, C_W, COUNT_FIELDS,
-                               F_LAUNCH, F_REPEAT, KIND_NAMES, QK, AV, VECTOR as K_VECTOR, SOFTMAX,
+                               F_LAUNCH, F_REPEAT, QK, AV, VECTOR as K_VECTOR, SOFTMAX,
                                EMBED, build_optable, op_array, op_counts, op_names)
 from workloads.spec import ModelSpec
 
@@ -161,5 +161,3 @@ def price(priced: PricedModel, devices: list[DeviceSpec], cfg_dev, cfg_batch, cf
                  m_min, bw, launch, cfg_dev, arr(cfg_batch), arr(cfg_q), arr(cfg_past), total, act, det)
     return total, act, (det if detail else None)
 
-
-KIND_LABEL = dict(enumerate(KIND_NAMES))

@@ -73,6 +73,11 @@ def check_fit(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, need_byte
             "batch or context, or a larger device")
 
 
+def _bound(t_memory, t_compute) -> np.ndarray:
+    """Which roofline side holds most of the time (arrays of seconds -> 'memory'/'compute', flat)."""
+    return np.where(t_memory >= t_compute, "memory", "compute").ravel()
+
+
 def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[PrecisionMap],
                   batches, prompt: int, context: int, chunk: int | None = None,
                   eager: bool = False, fused_attention: bool = True) -> pd.DataFrame:
@@ -84,41 +89,33 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     """
     batches = list(batches)
     validate(spec, batches, prompt, context, chunk)
-    ph = phases(prompt, context, chunk)
-    rows = []
+    ph = phases(prompt, context, chunk)  # prefill chunk(s), then the decode step (last)
+    shape = (len(devices), len(batches), len(ph))
+    d_idx, b_val, p_idx = (g.ravel() for g in np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"))
+    b_val = np.asarray(batches)[b_val]
+    grid_dev, grid_b = np.meshgrid([d.name for d in devices], batches, indexing="ij")
+    capacity = np.array([d.memory_bytes for d in devices])[:, None]
+    frames = []
     for pmap in pmaps:
         priced = prepare(spec, pmap, fused_attention)
-        grid = [(d, b, p) for d in range(len(devices)) for b in batches for p in ph]
-        total, act, det = price(priced, devices, [g[0] for g in grid], [g[1] for g in grid],
-                                [g[2].q for g in grid], [g[2].past for g in grid], detail=True,
-                                eager=eager)
-        rep = priced.table["repeat"].to_numpy()
-        i = 0
-        for d, dev in enumerate(devices):
-            for b in batches:
-                pre_t, pre_act, pre_mem_t, pre_cmp_t = 0.0, 0.0, 0.0, 0.0
-                for p in ph:
-                    mem_bound = det[i, :, D_TM] >= det[i, :, D_TC]
-                    t_op = det[i, :, D_TIME] * rep
-                    if p.name == "prefill":
-                        pre_t += total[i]
-                        pre_act = max(pre_act, act[i])
-                        pre_mem_t += t_op[mem_bound].sum()
-                        pre_cmp_t += t_op[~mem_bound].sum()
-                    else:
-                        dec_t, dec_act = total[i], act[i]
-                        dec_bound = "memory" if t_op[mem_bound].sum() >= t_op[~mem_bound].sum() else "compute"
-                    i += 1
-                mem = memory(priced, b, max(prompt, context), max(pre_act, dec_act))
-                rows.append(dict(
-                    model=spec.name, device=dev.name, precision=pmap.name, batch=b, prompt=prompt,
-                    context=context, prefill_ms=pre_t * 1e3,
-                    prefill_bound="memory" if pre_mem_t >= pre_cmp_t else "compute",
-                    decode_ms=dec_t * 1e3, decode_bound=dec_bound, decode_tok_s=b / dec_t,
-                    prefill_tok_s=b * prompt / pre_t, weights_gb=mem["weights"] / GB,
-                    kv_gb=float(mem["kv"]) / GB, act_gb=mem["act"] / GB, total_gb=float(mem["total"]) / GB,
-                    capacity_gb=dev.memory_bytes / GB, fits=bool(mem["total"] <= dev.memory_bytes)))
-    return pd.DataFrame(rows)
+        total, act, det = price(priced, devices, d_idx, b_val, [ph[i].q for i in p_idx],
+                                [ph[i].past for i in p_idx], detail=True, eager=eager)
+        t_op = (det[:, :, D_TIME] * priced.table["repeat"].to_numpy()).reshape(*shape, -1)
+        mem_bound = (det[:, :, D_TM] >= det[:, :, D_TC]).reshape(*shape, -1)
+        t_mem, t_cmp = (t_op * mem_bound).sum(-1), (t_op * ~mem_bound).sum(-1)
+        total = total.reshape(shape)
+        pre, dec = np.s_[..., :-1], np.s_[..., -1]
+        mem = memory(priced, grid_b, max(prompt, context), act.reshape(shape).max(-1))
+        pre_t, dec_t = total[pre].sum(-1), total[dec]
+        frames.append(pd.DataFrame(dict(
+            model=spec.name, device=grid_dev.ravel(), precision=pmap.name, batch=grid_b.ravel(), prompt=prompt,
+            context=context, prefill_ms=pre_t.ravel() * 1e3, prefill_bound=_bound(t_mem[pre].sum(-1), t_cmp[pre].sum(-1)),
+            decode_ms=dec_t.ravel() * 1e3, decode_bound=_bound(t_mem[dec], t_cmp[dec]),
+            decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
+            weights_gb=mem["weights"] / GB, kv_gb=mem["kv"].ravel() / GB, act_gb=mem["act"].ravel() / GB,
+            total_gb=mem["total"].ravel() / GB, capacity_gb=np.broadcast_to(capacity, grid_b.shape).ravel() / GB,
+            fits=(mem["total"] <= capacity).ravel())))
+    return pd.concat(frames, ignore_index=True)
 
 
 def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch: int, prompt: int,
@@ -149,7 +146,7 @@ def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch:
             M=c["m"], N=c["n"], K=c["k"], count=c["count"], gflops=d[:, D_FLOPS] / 1e9,
             weight_mb=d[:, D_BW] / 1e6, act_mb=d[:, D_BA] / 1e6, kv_mb=d[:, D_BKV] / 1e6,
             intensity=np.divide(d[:, D_FLOPS], byts, out=np.zeros_like(byts), where=byts > 0),
-            bound=np.where(d[:, D_TM] >= d[:, D_TC], "memory", "compute"),
+            bound=_bound(d[:, D_TM], d[:, D_TC]),
             time_us=d[:, D_TIME] * 1e6, total_us=total * 1e6,
             share=total / total.sum())))
     out = pd.concat(frames, ignore_index=True)

@@ -3,7 +3,7 @@ import pytest
 
 from hwmodels import bundled_devices, load_device
 from mpqsim import InputError
-from quant.precision import PrecisionMap, preset_map
+from quant.precision import preset_map
 from sim.costmodel import D_BA, D_BKV, D_BW, D_FLOPS, D_TIME, op_units, prepare, price
 from sim.latency import check_fit, latency_table, per_op_table
 from sim.units import compute_unit
