@@ -28,10 +28,10 @@ def load_model(name_or_path: str) -> ModelSpec:
         text = _bundled()[key.lower()].read_text()
         return spec_from_config(json.loads(text), key.lower(), where=f"bundled config {key.lower()}")
     p = Path(key)
-    if p.suffix == ".json" or p.is_dir() or p.exists():
-        return spec_from_config(read_config(p), p.stem if p.suffix == ".json" and p.stem != "config"
-                                else p.resolve().parent.name if p.name == "config.json" else p.name,
-                                where=str(p))
+    if p.suffix == ".json" or p.exists():
+        # name: the model directory for .../NAME/config.json or NAME/, else the file stem
+        name = p.resolve().parent.name if p.name == "config.json" else p.name if p.is_dir() else p.stem
+        return spec_from_config(read_config(p), name, where=str(p))
     raise InputError(f"unknown model {key!r}: not a bundled model nor a path to a config.json; "
                      f"{choices_hint(_bundled())}")
 

@@ -188,14 +188,15 @@ def _layer_ops(spec: ModelSpec, fused_attention: bool) -> list[dict]:
     act_flops = (5 if spec.gated else 4) * inter
     if spec.experts:
         e, topk = spec.experts, spec.experts_per_token
-        moe = dict(role="expert", kind=EXPERT, experts_total=e, topk=topk)
+        block = nm.router.rsplit(".", 1)[0]  # "block_sparse_moe"
+        moe = dict(role="expert", kind=EXPERT, experts_total=e, topk=topk, w_elems=inter * h, params=inter * h)
+        # each token runs top-k experts: the activation sees k x the tokens
         rows += [linear(nm.router, e, h, 0) | dict(role="router"),
-                 vector(nm.router.rsplit(".", 1)[0] + ".routing", 5 * e, e, 2 * topk),
-                 dict(name=nm.expert_gate, n=inter, k=h, w_elems=inter * h, params=inter * h, **moe),
-                 dict(name=nm.expert_up, n=inter, k=h, w_elems=inter * h, params=inter * h, **moe),
-                 vector(nm.act.replace("mlp.", nm.router.rsplit(".", 1)[0] + "."),
-                        act_flops * topk, act_in * topk, inter * topk),
-                 dict(name=nm.expert_down, n=h, k=inter, w_elems=inter * h, params=inter * h, **moe)]
+                 vector(f"{block}.routing", 5 * e, e, 2 * topk),
+                 dict(name=nm.expert_gate, n=inter, k=h, **moe),
+                 dict(name=nm.expert_up, n=inter, k=h, **moe),
+                 vector(f"{block}.act_fn", act_flops * topk, act_in * topk, inter * topk),
+                 dict(name=nm.expert_down, n=h, k=inter, **moe)]
     else:
         if nm.gate:
             rows.append(linear(nm.gate, inter, h))
