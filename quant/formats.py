@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 from mpqsim import InputError
 
 #: (ebits, mbits) of the float element types the MX spec and the papers use.
@@ -36,7 +38,8 @@ GROUP_SCALE_BITS = 16
 
 GRAMMAR_HELP = (
     "format grammar: bf16 | fp16 | fp32 | mxint{k}_{block} (k=2..8) | mxfp{b}_e{E}m{M}_{block} "
-    "(e4m3, e5m2, e3m2, e2m3, e2m1) | fp{b}_e{E}m{M}[_tens|_chan|_g{G}] | int{k}_tens|_chan|_g{G}[_asym] "
+    "(e4m3, e5m2, e3m2, e2m3, e2m1) | fp{b}_e{E}m{M}[_tens|_chan|_g{G}][_mse] | "
+    "int{k}_tens|_chan|_g{G}[_asym][_mse] "
     "| nf{k}_{block} | dyn{k}_{block}; examples: bf16, mxint4_32, mxfp4_e2m1_32, mxfp8_e4m3_32, "
     "fp8_e4m3, fp4_e2m1, int4_g128, int8_chan, int4_tens, nf4_64"
 )
@@ -55,6 +58,8 @@ class Format:
         block: elements sharing one scale for ``block``/``group`` granularity, else 0.
         scale_bits: bits of one scale (8 for MX E8M0, 16 otherwise; 0 when unscaled).
         asymmetric: integer formats with a zero point (stored in ``element_bits`` bits per group).
+        mse: the scale is calibrated by minimising the squared error over clipping ratios
+            (:data:`MSE_CLIP_RATIOS`) instead of taken from the absolute maximum.
     """
 
     name: str
@@ -66,6 +71,7 @@ class Format:
     block: int = 0
     scale_bits: int = 0
     asymmetric: bool = False
+    mse: bool = False
 
     @property
     def bits_per_element(self) -> float:
@@ -97,6 +103,137 @@ class Format:
     def __str__(self) -> str:
         return self.name
 
+    # ------------------------------------------------------------ element semantics
+    @property
+    def scale_type(self) -> str:
+        """``e8m0`` (MX power-of-two), ``fp16`` (group/block scales), ``fp32`` (tensor/channel), ``none``."""
+        if self.family in ("mxint", "mxfp"):
+            return "e8m0"
+        if self.granularity in ("group", "block"):
+            return "fp16"
+        return "fp32" if self.granularity in ("tensor", "channel") else "none"
+
+    @property
+    def is_float_element(self) -> bool:
+        return self.family in ("float", "mxfp", "fp")
+
+    @property
+    def is_codebook(self) -> bool:
+        return self.family in ("nf", "dyn")
+
+    @property
+    def ieee(self) -> bool:
+        """bf16/fp16/fp32: casts with IEEE overflow to Inf; every other format saturates."""
+        return self.family == "float"
+
+    @property
+    def bias(self) -> int:
+        return 2 ** (self.ebits - 1) - 1 if self.is_float_element else 0
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest normal element (float elements)."""
+        return 1 - self.bias
+
+    @property
+    def emax(self) -> int:
+        """Exponent of the largest normal element; 0 for MXINT (elements in [-2, 2))."""
+        if not self.is_float_element:
+            return 0
+        if self.ieee or (self.ebits, self.mbits) == (5, 2):
+            return 2 ** self.ebits - 2 - self.bias   # top exponent code holds Inf/NaN
+        return 2 ** self.ebits - 1 - self.bias       # e4m3 (NaN only at S.1111.111), fp6, fp4
+
+    @property
+    def frac_bits(self) -> int:
+        """Fraction bits of an integer element: k-2 for MXINT-k (1 sign, 1 integer bit), 0 for INT-k."""
+        return self.element_bits - 2 if self.family == "mxint" else 0
+
+    @property
+    def qmax(self) -> int:
+        """Largest integer code magnitude of a symmetric integer element (2^(k-1) - 1)."""
+        return 2 ** (self.element_bits - 1) - 1
+
+    @property
+    def max_normal(self) -> float:
+        """Largest element magnitude (before scaling)."""
+        if self.is_float_element:
+            top = 1.75 if (self.ebits, self.mbits) == (4, 3) else 2 - 2.0 ** -self.mbits
+            return top * 2.0 ** self.emax
+        if self.is_codebook:
+            return 1.0
+        if self.asymmetric:
+            return float(2 ** self.element_bits - 1)
+        return self.qmax * 2.0 ** -self.frac_bits
+
+    @property
+    def min_subnormal(self) -> float:
+        """Smallest positive element magnitude (before scaling)."""
+        if self.is_float_element:
+            return 2.0 ** (self.emin - self.mbits)
+        if self.is_codebook:
+            g = self.grid
+            return float(g[g > 0].min())
+        return 2.0 ** -self.frac_bits
+
+    @property
+    def grid(self) -> np.ndarray:
+        """Every representable element value (unscaled), sorted: the non-negative half for
+        sign-magnitude elements mirrored, the whole codebook for nf/dyn, the codes for asymmetric INT."""
+        return _grid(self)
+
+
+MSE_CLIP_RATIOS = tuple(1.0 - 0.01 * i for i in range(51))  # absmax x 1.00, 0.99, ..., 0.50
+
+
+@lru_cache(maxsize=None)
+def _grid_cached(f: "Format") -> tuple:
+    if f.is_codebook:
+        return tuple(_codebook(f.family, f.element_bits))
+    if f.family == "int" and f.asymmetric:
+        return tuple(float(i) for i in range(2 ** f.element_bits))
+    if f.is_float_element:
+        if f.name == "fp32":
+            raise ValueError("fp32's grid has 2^31 values; not enumerated")
+        sub = [j * 2.0 ** (f.emin - f.mbits) for j in range(2 ** f.mbits)]
+        normal = [(1 + j / 2 ** f.mbits) * 2.0 ** e for e in range(f.emin, f.emax + 1) for j in range(2 ** f.mbits)]
+        pos = [v for v in sub + normal if v <= f.max_normal]
+    else:
+        pos = [j * 2.0 ** -f.frac_bits for j in range(f.qmax + 1)]
+    return tuple(sorted(set(pos) | {-v for v in pos if v}))
+
+
+def _grid(f: "Format") -> np.ndarray:
+    return np.array(_grid_cached(f))
+
+
+def _codebook(family: str, bits: int) -> list[float]:
+    """Signed codebooks of seed 004 appendix A, normalised to [-1, 1].
+
+    ``nf``: NormalFloat (QLoRA's construction): 2^(k-1) positive and 2^(k-1) - 1 negative normal
+    quantiles at offset 0.9677083, plus 0. ``dyn``: dynamic-exponent (bitsandbytes' dynamic map,
+    max_exponent_bits = k - 1): for each decade 10^(i-(k-2)), 2^i linearly spaced fraction means.
+    """
+    from statistics import NormalDist
+
+    if family == "nf":
+        offset = 0.9677083
+        ppf = NormalDist().inv_cdf
+        n_pos, n_neg = 2 ** (bits - 1), 2 ** (bits - 1) - 1
+        pos = [ppf(offset - (offset - 0.5) * i / n_pos) for i in range(n_pos)]
+        neg = [-ppf(offset - (offset - 0.5) * i / n_neg) for i in range(n_neg)]
+        vals = pos + neg + [0.0]
+        top = max(abs(v) for v in vals)
+        return sorted(v / top for v in vals)
+    vals = [0.0, 1.0]
+    for i in range(bits - 1):
+        n = 2 ** i
+        bounds = [0.1 + 0.9 * j / n for j in range(n + 1)]
+        means = [(bounds[j] + bounds[j + 1]) / 2 for j in range(n)]
+        decade = 10.0 ** (i - (bits - 2))
+        vals += [decade * m for m in means] + [-decade * m for m in means]
+    return sorted(vals)
+
 
 def _unit_keys(f: Format) -> tuple[str, ...]:
     if f.family == "float":
@@ -119,8 +256,8 @@ def _unit_keys(f: Format) -> tuple[str, ...]:
 _FLOAT_RE = re.compile(r"(bf16|fp16|fp32)")
 _MXINT_RE = re.compile(r"mxint(\d+)_(\d+)")
 _MXFP_RE = re.compile(r"mxfp(\d+)_e(\d+)m(\d+)_(\d+)")
-_FP_RE = re.compile(r"fp(\d+)_e(\d+)m(\d+)(?:_(tens|chan|g(\d+)))?")
-_INT_RE = re.compile(r"int(\d+)_(tens|chan|g(\d+))(_asym)?")
+_FP_RE = re.compile(r"fp(\d+)_e(\d+)m(\d+)(?:_(tens|chan|g(\d+)))?(_mse)?")
+_INT_RE = re.compile(r"int(\d+)_(tens|chan|g(\d+))(_asym)?(_mse)?")
 _CODEBOOK_RE = re.compile(r"(nf|dyn)(\d+)_(\d+)")
 
 
@@ -167,14 +304,16 @@ def parse_format(spec: str | Format) -> Format:
         b, e, mm = int(m[1]), int(m[2]), int(m[3])
         _float_elem(b, e, mm, s)
         gran, group = _granularity(m[4], m[5], s)
-        name = f"fp{b}_e{e}m{mm}" + ("" if gran == "tensor" and not m[4] else f"_{m[4]}")
-        return Format(name, "fp", b, e, mm, gran, group, GROUP_SCALE_BITS if gran == "group" else 0)
+        name = f"fp{b}_e{e}m{mm}" + ("" if gran == "tensor" and not m[4] else f"_{m[4]}") + (m[6] or "")
+        return Format(name, "fp", b, e, mm, gran, group, GROUP_SCALE_BITS if gran == "group" else 0,
+                      mse=bool(m[6]))
     if m := _INT_RE.fullmatch(s):
         k = int(m[1])
         _check_bits(k, 2, 8, s)
         gran, group = _granularity(m[2], m[3], s)
         return Format(s, "int", k, granularity=gran, block=group,
-                      scale_bits=GROUP_SCALE_BITS if gran == "group" else 0, asymmetric=bool(m[4]))
+                      scale_bits=GROUP_SCALE_BITS if gran == "group" else 0, asymmetric=bool(m[4]),
+                      mse=bool(m[5]))
     if m := _CODEBOOK_RE.fullmatch(s):
         k, block = int(m[2]), int(m[3])
         _check_bits(k, 2, 8, s)
