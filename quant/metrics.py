@@ -24,8 +24,8 @@ def sqnr(x, q) -> float:
 
 
 def error_stats(x, q) -> dict:
-    """SQNR (dB), MSE, max |error|, mean relative error, and the fractions of zeros and of
-    saturated (clipped) elements relative to the input."""
+    """SQNR (dB), MSE, max |error|, mean relative error (over non-zero inputs), the fraction of
+    zeros in the output and the fraction of non-zero inputs flushed to zero."""
     x, q = _np64(x), _np64(q)
     err = np.abs(x - q)
     nz = x != 0

@@ -91,6 +91,32 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_formats(args) -> int:
+    from quant.listing import GRAMMAR, formats_table
+
+    df = formats_table()
+    _show(df, floatfmt="{:,.6g}")
+    print(f"\n{GRAMMAR}")
+    _csv(df, args.csv)
+    return 0
+
+
+def cmd_quantize_stats(args) -> int:
+    from quant.listing import quantize_stats, stderr_progress
+    from quant.quantize import ROUNDINGS
+
+    if args.rounding not in ROUNDINGS:
+        raise InputError(f"unknown rounding {args.rounding!r}; valid: {', '.join(ROUNDINGS)}")
+    df = quantize_stats(args.path, _names(args.formats), axis=args.axis, rounding=args.rounding,
+                        progress=stderr_progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"SQNR in dB (higher is better) along axis {args.axis}, rounding {args.rounding}")
+    _show(df, floatfmt="{:,.2f}")
+    _csv(df, args.csv)
+    return 0
+
+
 def _precisions(args):
     from quant.precision import PrecisionMap, preset_map
 
@@ -170,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("presets", help="list the uniform precision presets")
     s.set_defaults(func=cmd_presets)
+
+    s = sub.add_parser("formats", help="list the number-format families: bits/element, range, native units")
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd_formats)
+
+    s = sub.add_parser("quantize-stats", help="per-format SQNR of the tensors in a .npy/.safetensors file or model dir")
+    s.add_argument("path", help="a .npy file, a .safetensors file, or a model directory of *.safetensors")
+    s.add_argument("-f", "--formats", default="mxint8_32,mxint4_32,mxfp8_e4m3_32,mxfp4_e2m1_32,int8_chan,int4_g128,nf4_64",
+                   help="formats, comma-separated (see 'mpqsim formats')")
+    s.add_argument("--axis", type=int, default=-1, help="blocking axis (default -1: a weight's input dimension)")
+    s.add_argument("--rounding", default="even", help="even, nearest, floor or stochastic")
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd_quantize_stats)
 
     s = sub.add_parser("latency", help="prefill/decode latency and memory of a model on devices",
                        description="Price prefill and one decode step with the roofline cost model.")
