@@ -6,8 +6,10 @@ PYTHON ?= python3
 demo:  ## install mpqsim and run the demonstration on built-in defaults
 	$(PYTHON) -m pip install -q -e . && mpqsim demo
 
-test:  ## install mpqsim with its test extra and run the test suite
-	$(PYTHON) -m pip install -q -e '.[test]' && $(PYTHON) -m pytest -q
+test:  ## install mpqsim (PyTorch first: the local CPU build) with its extras and run the test suite
+	$(PYTHON) -m pip install -q torch==2.13.0 && $(PYTHON) -m pip install -q -e '.[quant,test,compare]' && $(PYTHON) -m pytest -q
 
 bench:  ## speed and fidelity measurements (recorded under benchmarks/results/)
 	$(PYTHON) benchmarks/costmodel_speed.py
+	$(PYTHON) benchmarks/costmodel_fidelity.py
+	$(PYTHON) benchmarks/quant_speed.py

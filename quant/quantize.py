@@ -19,6 +19,11 @@ and dtype of ``x`` (a NumPy array, or a torch tensor on any device). The semanti
   ``stochastic`` (``floor(t + u)``, u uniform from ``generator``: an int seed, a NumPy Generator
   or a torch Generator; None = seed 0, so results are reproducible by default).
 
+Q is idempotent bit for bit where scales are powers of two (MX) and for casts and the ``nf``
+codebooks; with a non-power-of-two scale (scaled INT/FP) re-deriving ``amax / max`` from Q(x) can
+move the scale by a float32 rounding, and with ``floor`` an element sitting on the top level can
+then drop one step. ``dyn`` has no -1 code, so a block whose largest magnitude is negative rescales.
+
 All arithmetic is float32 (inputs in bf16/fp16/fp64 are converted, the result cast back), and
 powers of two are built from their bits, so NumPy and torch give identical bits. On the CPU, the
 common formats (MX, scaled INT/FP with absmax scales) take a fused Numba kernel
@@ -176,7 +181,7 @@ def _asym_int(b, f: Format, rounding, ops, rng):
         zero = ops.minimum(ops.maximum(ops.rint(-lo / scale), 0.0), levels)
         t = b / scale + zero
         q = ops.copysign(_round(ops.abs(t), rounding, ops, rng), t)
-        q = ops.minimum(ops.maximum(q, 0.0), levels)
+        q = ops.minimum(ops.maximum(q, 0.0), levels) + 0.0  # + 0.0: no -0.0 (max/min differ on signed zeros)
         return (q - zero) * scale
 
     if not f.mse:
@@ -206,7 +211,7 @@ def _codebook(p, f: Format, rounding, ops, rng):
     elif rounding == "nearest":
         up = (t > 0.5) | ((t == 0.5) & (p > 0))
     elif rounding == "floor":
-        up = (t >= 1.0) | (p < 0)
+        up = (t >= 1.0) | ((p < 0) & (t > 0))  # toward zero; an exact code stays
     else:
         up = ops.uniform(t.shape, rng, t) < t
     return ops.where(up, hi, lo)

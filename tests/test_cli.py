@@ -94,3 +94,42 @@ def test_console_script_exit_code():
     r = subprocess.run([sys.executable, "-m", "sim.cli", "latency", "-m", "nope", "-d", "h100-sxm"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_formats_command(capsys):
+    code, out, _ = run(capsys, "formats")
+    assert code == 0 and "mxint4_32" in out and "4.25" in out and "format grammar" in out
+
+
+def test_quantize_stats_npy_safetensors_and_dir(capsys, tmp_path):
+    import numpy as np
+
+    w = np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    code, out, _ = run(capsys, "quantize-stats", str(tmp_path / "w.npy"), "-f", "mxint4_32,int8_chan")
+    assert code == 0 and "(all)" in out
+    st = pytest.importorskip("safetensors.numpy")
+    model = tmp_path / "model"
+    model.mkdir()
+    st.save_file({"layers.0.q.weight": w, "layers.0.norm.weight": w[0]}, str(model / "model.safetensors"))
+    csv = tmp_path / "s.csv"
+    code, out, _ = run(capsys, "quantize-stats", str(model), "-f", "mxint4_32,mxint8_32", "--csv", str(csv))
+    df = pd.read_csv(csv)
+    assert code == 0 and list(df.tensor) == ["layers.0.q.weight", "(all)"]  # 1-D norm skipped
+    assert df.mxint8_32.iloc[0] > df.mxint4_32.iloc[0] + 20
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["quantize-stats", "/nonexistent.npy"], "not found"),
+    (["quantize-stats", "README.md"], "unsupported tensor file"),
+    (["quantize-stats", "{npy}", "-f", "int4-g128"], "unknown format"),
+    (["quantize-stats", "{npy}", "--rounding", "up"], "unknown rounding"),
+    (["quantize-stats", "{npy}", "--axis", "3"], "axis 3 does not exist"),
+])
+def test_quantize_stats_bad_input(capsys, tmp_path, args, msg):
+    import numpy as np
+
+    np.save(tmp_path / "w.npy", np.ones((4, 4), np.float32))
+    args = [a.replace("{npy}", str(tmp_path / "w.npy")) for a in args]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, err
