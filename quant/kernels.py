@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 MX_FLOAT, MX_INT, SCALED_FLOAT, SCALED_INT = range(4)
+_F32_MAX = float(np.finfo(np.float32).max)
 ROUND_CODES = {"even": 0, "nearest": 1, "floor": 2}
 
 
@@ -62,10 +63,10 @@ def qdq_blocks(x, bits, out, g, mode, emax, emin, mbits, top, frac, qmax, roundi
         amax = np.float32(0.0)
         bad = False
         for i in range(s, stop):
-            if (bits[r, i] >> 23) & 0xFF == 0xFF:  # Inf or NaN
+            av = abs(x[r, i])
+            if not av <= _F32_MAX:  # Inf or NaN (a NaN compares false)
                 bad = True
                 break
-            av = abs(x[r, i])
             if av > amax:
                 amax = av
         if bad:
@@ -78,18 +79,23 @@ def qdq_blocks(x, bits, out, g, mode, emax, emin, mbits, top, frac, qmax, roundi
                 shared = min(max(math.frexp(amax)[1] - 1 - emax, -127), 127)
             inv = math.ldexp(1.0, -shared)
             sc = math.ldexp(1.0, shared)
-            for i in range(s, stop):
-                p = np.float64(x[r, i]) * inv
-                a = abs(p)
-                if a == 0.0:
+            if is_float:
+                for i in range(s, stop):
+                    p = np.float64(x[r, i]) * inv
+                    a = abs(p)
                     val = 0.0
-                elif is_float:
-                    ebits = (bits[r, i] >> 23) & 0xFF
-                    ex = np.int64(ebits) - 127 - shared if ebits > 0 else math.frexp(a)[1] - 1
-                    val = _float_element(a, ex, emin, mbits, top, pw_up, pw_down, rounding)
-                else:
-                    val = min(_round(a * up_frac, rounding), qmax) * down_frac
-                out[r, i] = np.float32(math.copysign(val, p) * sc)
+                    if a != 0.0:
+                        ebits = (bits[r, i] >> 23) & 0xFF
+                        ex = np.int64(ebits) - 127 - shared if ebits > 0 else math.frexp(a)[1] - 1
+                        val = _float_element(a, ex, emin, mbits, top, pw_up, pw_down, rounding)
+                    out[r, i] = np.float32(math.copysign(val, p) * sc)
+            else:
+                up = up_frac * inv  # one multiplication: x * 2^-shared * 2^frac, exact
+                down = down_frac * sc
+                for i in range(s, stop):
+                    p = np.float64(x[r, i])
+                    val = min(_round(abs(p) * up, rounding), qmax) * down
+                    out[r, i] = np.float32(math.copysign(val, p))
         else:
             scale = amax / top32
             if not scale > 0:

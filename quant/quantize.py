@@ -59,7 +59,8 @@ def quantize(x, fmt, axis: int = -1, rounding: str = "even", generator=None):
     if fast is not None:
         return fast
     v = ops.moveaxis(ops.to_f32(x), axis, -1)
-    out = _quantize_last(v, f, rounding, ops, generator)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # IEEE overflow to Inf is intended
+        out = _quantize_last(v, f, rounding, ops, generator)
     return ops.restore(ops.moveaxis(out, -1, axis), x)
 
 
