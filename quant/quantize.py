@@ -19,10 +19,10 @@ and dtype of ``x`` (a NumPy array, or a torch tensor on any device). The semanti
   ``stochastic`` (``floor(t + u)``, u uniform from ``generator``: an int seed, a NumPy Generator
   or a torch Generator; None = seed 0, so results are reproducible by default).
 
-Q is idempotent bit for bit where scales are powers of two (MX) and for casts and the ``nf``
-codebooks; with a non-power-of-two scale (scaled INT/FP) re-deriving ``amax / max`` from Q(x) can
-move the scale by a float32 rounding, and with ``floor`` an element sitting on the top level can
-then drop one step. ``dyn`` has no -1 code, so a block whose largest magnitude is negative rescales.
+Q is idempotent bit for bit where scales are powers of two (MX) and for casts, and for the ``nf``
+codebooks under ``even``/``nearest``. With a non-power-of-two scale (scaled INT/FP, codebooks)
+re-deriving the scale or dividing by it again costs a float32 rounding, which ``floor`` can turn
+into one step down. ``dyn`` has no -1 code, so a block whose largest magnitude is negative rescales.
 
 All arithmetic is float32 (inputs in bf16/fp16/fp64 are converted, the result cast back), and
 powers of two are built from their bits, so NumPy and torch give identical bits. On the CPU, the
