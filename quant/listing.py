@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mpqsim import InputError
-from quant.formats import GRAMMAR_HELP, parse_format
+from quant.formats import parse_format
 from quant.metrics import sqnr
 from quant.quantize import quantize
 
@@ -124,5 +124,3 @@ def quantize_stats(path, formats=DEFAULT_STATS_FORMATS, axis: int = -1, rounding
 def stderr_progress(i: int, name: str) -> None:
     print(f"\r[{i + 1}] {name[:70]:70s}", end="", file=sys.stderr, flush=True)
 
-
-GRAMMAR = GRAMMAR_HELP

@@ -92,11 +92,12 @@ def cmd_presets(args) -> int:
 
 
 def cmd_formats(args) -> int:
-    from quant.listing import GRAMMAR, formats_table
+    from quant.formats import GRAMMAR_HELP
+    from quant.listing import formats_table
 
     df = formats_table()
     _show(df, floatfmt="{:,.6g}")
-    print(f"\n{GRAMMAR}")
+    print(f"\n{GRAMMAR_HELP}")
     _csv(df, args.csv)
     return 0
 

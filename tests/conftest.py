@@ -17,3 +17,11 @@ def h100():
 @pytest.fixture(scope="session")
 def a100():
     return load_device("a100-80gb")
+
+
+# Property tests draw the same examples on every run (reproducible CI); explore locally with
+# a larger max_examples or `--hypothesis-profile` of your own.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("mpqsim", derandomize=True, deadline=None)
+settings.load_profile("mpqsim")
