@@ -156,19 +156,7 @@ def _scaled(b, amax, f: Format, rounding, ops, rng):
         scale = ops.where(scale > 0, scale, 1.0)
         return _elements(b / scale, f, rounding, ops, rng) * scale
 
-    if not f.mse:
-        return qdq(1.0)
-    best, best_err = None, None
-    for c in MSE_CLIP_RATIOS:
-        q = qdq(c)
-        err = ops.sum((q - b) * (q - b), -1)
-        if best is None:
-            best, best_err = q, err
-        else:
-            better = err < best_err
-            best = ops.where(better, q, best)
-            best_err = ops.where(better, err, best_err)
-    return best
+    return _mse_search(qdq, b, ops) if f.mse else qdq(1.0)
 
 
 def _asym_int(b, f: Format, rounding, ops, rng):
@@ -185,8 +173,12 @@ def _asym_int(b, f: Format, rounding, ops, rng):
         q = ops.minimum(ops.maximum(q, 0.0), levels) + 0.0  # + 0.0: no -0.0 (max/min differ on signed zeros)
         return (q - zero) * scale
 
-    if not f.mse:
-        return qdq(1.0)
+    return _mse_search(qdq, b, ops) if f.mse else qdq(1.0)
+
+
+def _mse_search(qdq, b, ops):
+    """Per block, the quantization over :data:`MSE_CLIP_RATIOS` with the least squared error
+    (ties keep the larger clip ratio, i.e. the absmax scale first)."""
     best, best_err = None, None
     for c in MSE_CLIP_RATIOS:
         q = qdq(c)
