@@ -42,6 +42,10 @@ class NumpyOps:
         return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n)]) if n else x
 
     @staticmethod
+    def div(a, b):
+        return a / np.float32(b) if np.isscalar(b) else a / b
+
+    @staticmethod
     def amax(x, axis):
         return np.max(x, axis=axis, keepdims=True)
 
@@ -149,6 +153,12 @@ class TorchOps:
 
     def pad_last(self, x, n):
         return self.torch.nn.functional.pad(x, (0, n)) if n else x
+
+    def div(self, a, b):
+        """Correctly rounded a / b: CUDA divides by a Python scalar as a * (1/b), which is not."""
+        if not isinstance(b, self.torch.Tensor):
+            b = self.torch.full_like(a, b)
+        return a / b
 
     def amax(self, x, axis):
         return self.torch.amax(x, dim=axis, keepdim=True)

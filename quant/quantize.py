@@ -25,7 +25,9 @@ re-deriving the scale or dividing by it again costs a float32 rounding, which ``
 into one step down. ``dyn`` has no -1 code, so a block whose largest magnitude is negative rescales.
 
 All arithmetic is float32 (inputs in bf16/fp16/fp64 are converted, the result cast back), and
-powers of two are built from their bits, so NumPy and torch give identical bits. On the CPU, the
+powers of two are built from their bits, and every division is a correctly rounded
+tensor / tensor division (CUDA turns division by a Python scalar into a multiplication by its
+reciprocal), so NumPy and torch give identical bits, on the CPU and on a GPU. On the CPU, the
 common formats (MX, scaled INT/FP with absmax scales) take a fused Numba kernel
 (:mod:`quant.kernels`) that computes the same operations in one pass; tests hold the two equal.
 """
@@ -122,12 +124,10 @@ def _float_elements(p, f: Format, rounding: str, ops, rng):
     e = ops.maximum(big_e - 1, f.emin)            # exponent of a's binade, clamped at emin
     t = m * ops.exp2i(ops.clip_int(big_e - e + f.mbits, -149, 127))   # a / 2^(e - M), exactly
     val = _round(t, rounding, ops, rng) * ops.exp2i(e - f.mbits)
-    if f.ieee:
-        val = ops.where(val > f.max_normal, float("inf"), val)
-        val = ops.where(ops.isfinite(p), val, a)  # Inf stays Inf, NaN stays NaN
-    else:
-        val = ops.minimum(val, f.max_normal)
-    return ops.copysign(val, p)
+    if not f.ieee:
+        return ops.copysign(ops.minimum(val, f.max_normal), p)
+    val = ops.copysign(ops.where(val > f.max_normal, float("inf"), val), p)
+    return ops.where(ops.isfinite(p), val, p)  # Inf stays Inf; NaN keeps its own bits
 
 
 def _int_elements(p, f: Format, rounding: str, ops, rng):
@@ -152,7 +152,7 @@ def _scaled(b, amax, f: Format, rounding, ops, rng):
     top = float(f.max_normal)
 
     def qdq(clip):
-        scale = amax * clip / top if clip != 1.0 else amax / top
+        scale = ops.div(amax * clip if clip != 1.0 else amax, top)
         scale = ops.where(scale > 0, scale, 1.0)
         return _elements(b / scale, f, rounding, ops, rng) * scale
 
@@ -165,7 +165,7 @@ def _asym_int(b, f: Format, rounding, ops, rng):
 
     def qdq(clip):
         lo, hi = (lo0, hi0) if clip == 1.0 else (lo0 * clip, hi0 * clip)
-        scale = (hi - lo) / levels
+        scale = ops.div(hi - lo, levels)
         scale = ops.where(scale > 0, scale, 1.0)
         zero = ops.minimum(ops.maximum(ops.rint(-lo / scale), 0.0), levels)
         t = b / scale + zero

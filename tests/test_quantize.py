@@ -231,6 +231,20 @@ def test_numpy_torch_and_kernel_agree_bit_for_bit(f, rounding):
         assert np.array_equal(bits(a), bits(b)) and np.array_equal(bits(a), bits(c))
 
 
+@pytest.mark.parametrize("f", ALL)
+def test_torch_vectorised_path_agrees_with_numpy(f):
+    """torch's own path (the one a GPU takes), not the CPU kernel, against NumPy's."""
+    from quant.backend import ops_for
+
+    rng = np.random.default_rng(12)
+    x = (rng.standard_normal((5, 300)) * np.exp(rng.uniform(-30, 30, (5, 1)))).astype(np.float32)
+    x[1, 7], x[2, 8], x[3, 9] = np.nan, -np.inf, 1e-42
+    t = torch.from_numpy(x)
+    for r in DETERMINISTIC:
+        got = _quantize_last(t, parse_format(f), r, ops_for(t), None).numpy()
+        assert np.array_equal(bits(got), bits(vectorised(x, f, -1, r)))
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
 def test_torch_dtypes_round_trip(dtype):
     t = torch.randn(16, 64, generator=torch.Generator().manual_seed(0)).to(getattr(torch, dtype))
