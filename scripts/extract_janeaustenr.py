@@ -42,12 +42,13 @@ def character_vector(b: bytes) -> list[str]:
     version = i32()
     i32(), i32()  # writer and minimal reader R versions
     if version == 3:
-        pos += i32()  # native encoding name
-    if i32() & 0xFF != 16:
+        n = i32()  # length of the native encoding name, which follows
+        pos += n
+    if (i32() & 0xFF) != 16:
         raise ValueError("not a character vector")
     out = []
     for _ in range(i32()):
-        if i32() & 0xFF != 9:
+        if (i32() & 0xFF) != 9:
             raise ValueError("not a CHARSXP")
         n = i32()
         out.append("" if n == -1 else b[pos:pos + n].decode("utf-8"))
