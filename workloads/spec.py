@@ -73,6 +73,7 @@ ARCHS: dict[str, tuple[ArchNames, dict]] = {
     "qwen2": (_LLAMA, dict(norm="rms", gated=True, position="rope", window="qwen2", qkv_bias=True)),
     "gemma": (_LLAMA, dict(norm="rms", gated=True, position="rope", window="none")),
     "gemma2": (_GEMMA2, dict(norm="rms", gated=True, position="rope", window="even")),
+    "gemma3_text": (_GEMMA2, dict(norm="rms", gated=True, position="rope", window="layer_types", qk_norm=True)),
     "opt": (_OPT, dict(norm="layer", gated=False, position="learned", pos_offset=2, bias=True)),
     "gpt2": (_GPT2, dict(norm="layer", gated=False, position="learned", bias=True, intermediate_mult=4)),
     "mixtral": (_LLAMA, dict(norm="rms", gated=True, position="rope", window="all", moe=True)),
@@ -108,6 +109,7 @@ class ModelSpec:
     pos_offset: int = 0             # OPT stores 2 extra learned positions
     embed_dim: int = 0              # token-embedding width when it differs from hidden (OPT-350m), else 0
     window: tuple[int, ...] = ()
+    qk_norm: bool = False           # RMSNorm on each head's query and key (Gemma-3)
     experts: int = 0
     experts_per_token: int = 0
     published_params: float | None = None
@@ -141,6 +143,9 @@ def _positive_int(cfg: dict, canon: str, where: str, default=None) -> int:
 
 def _windows(rule: str, cfg: dict, layers: int) -> tuple[int, ...]:
     w = cfg.get("sliding_window") or 0
+    types = cfg.get("layer_types")
+    if rule != "none" and isinstance(types, list) and len(types) == layers:  # explicit per-layer kinds
+        return tuple(int(w) if t == "sliding_attention" else 0 for t in types)
     if rule == "qwen2" and cfg.get("use_sliding_window"):
         first = cfg.get("max_window_layers", layers)
         return tuple(w if i >= first else 0 for i in range(layers))
@@ -188,6 +193,7 @@ def spec_from_config(cfg: dict, name: str = "", where: str = "config") -> ModelS
         pos_offset=flags.get("pos_offset", 0),
         embed_dim=_embed_dim(cfg, hidden),
         window=_windows(flags.get("window", "none"), cfg, layers),
+        qk_norm=flags.get("qk_norm", False),
         experts=int(cfg.get("num_local_experts", 0)) if flags.get("moe") else 0,
         experts_per_token=int(cfg.get("num_experts_per_tok", 0)) if flags.get("moe") else 0,
         published_params=meta.get("published_params"),

@@ -1,0 +1,191 @@
+"""Fake-quantized transformers causal LMs: every matmul of DESIGN.md gets its own formats.
+
+:class:`FakeQuantizer` wraps a loaded model. ``apply(pmap)`` sets, for each op of the workloads
+op table (so the names are the ones ``mpqsim latency --map`` prices):
+
+* linear ops (q/k/v/o/gate/up/down, GPT-2's c_attn/c_proj/c_fc, lm_head, routers): the weight is
+  replaced by its quantize-dequantize (a new Parameter, so a tied embedding is untouched; cached per
+  format), and a forward pre-hook quantizes the input activation along its last axis;
+* the attention matmuls ``qk`` (weight = K, act = Q, blocked along head_dim) and ``av`` (weight = V
+  blocked along the sequence, act = the probabilities blocked along the keys), inside an attention
+  function registered with transformers as ``mpqsim`` (eager semantics: GQA, scaling, softcap, mask);
+* the KV-cache format, applied to K and V before the attention matmuls.
+
+High-precision formats (bf16/fp16/fp32) are not emulated: those operands run in the model's own
+dtype (float32 on the CPU), so a map with everything high leaves the logits unchanged bit for bit.
+``calls`` counts quantizer calls per (op, operand, format).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch import nn
+
+from mpqsim import InputError
+from quant.formats import Format, parse_format
+from quant.precision import PrecisionMap
+from quant.quantize import quantize
+from workloads.optable import build_optable, op_names
+from workloads.spec import spec_from_config
+
+ATTN_IMPL = "mpqsim"
+LINEAR_ROLES = ("linear", "lm_head", "router")
+
+
+def _active(f: Format | None) -> Format | None:
+    return None if f is None or f.is_high_precision else f
+
+
+def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    if n_rep == 1:
+        return x
+    b, h, s, d = x.shape
+    return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
+
+
+def fakequant_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None,
+                        **kwargs):
+    """Eager attention with the module's formats (``module._mpq``) on Q, K, probabilities and V."""
+    cfg = getattr(module, "_mpq", None)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    if cfg is not None:
+        count = cfg["calls"]
+        for operand, fmt in (("k_cache", cfg["kv"]), ("v_cache", cfg["kv"])):
+            if fmt is not None:
+                count[(cfg["qk"] if operand == "k_cache" else cfg["av"], "kv", fmt.name)] += 1
+        if cfg["kv"] is not None:
+            key, value = quantize(key, cfg["kv"]), quantize(value, cfg["kv"])
+        if cfg["qk_act"] is not None:
+            query = quantize(query, cfg["qk_act"])
+            count[(cfg["qk"], "act", cfg["qk_act"].name)] += 1
+        if cfg["qk_w"] is not None:
+            key = quantize(key, cfg["qk_w"])
+            count[(cfg["qk"], "weight", cfg["qk_w"].name)] += 1
+        if cfg["av_w"] is not None:
+            value = quantize(value, cfg["av_w"], axis=-2)
+            count[(cfg["av"], "weight", cfg["av_w"].name)] += 1
+    n_rep = query.shape[1] // key.shape[1]
+    key, value = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    probs = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = nn.functional.dropout(probs, p=dropout, training=module.training)
+    capture = cfg.get("capture") if cfg is not None else None
+    if capture is not None and not capture:  # op_sensitivity: keep the unquantized operands once
+        capture.update(q=query.detach(), k=key.detach(), p=probs.detach(), v=value.detach())
+    if cfg is not None and cfg["av_act"] is not None:
+        probs = quantize(probs, cfg["av_act"])
+        cfg["calls"][(cfg["av"], "act", cfg["av_act"].name)] += 1
+    out = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    return out, probs
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    AttentionInterface.register(ATTN_IMPL, fakequant_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_IMPL, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+
+
+class FakeQuantizer:
+    """Apply precision maps to a transformers causal LM in place (see the module docstring)."""
+
+    def __init__(self, model, name: str = ""):
+        self.model = model
+        cfg = model.config.to_dict()
+        self.spec = spec_from_config(cfg, name or cfg.get("_name_or_path") or cfg.get("model_type", "model"),
+                                     where="model config")
+        self.table = build_optable(self.spec)
+        if (self.table.role == "expert").any():
+            raise InputError(f"{self.spec.name}: fake quantization of MoE experts is not supported yet")
+        self.calls: Counter = Counter()
+        self.linear: dict[str, nn.Module] = {}
+        self.roles: dict[str, str] = {}
+        self.attention: dict[str, nn.Module] = {}
+        for row in self.table.itertuples():
+            if row.role in LINEAR_ROLES:
+                for n in op_names(self.table.loc[[row.Index]], roles=LINEAR_ROLES):
+                    self.linear[n] = self._module(n)
+                    self.roles[n] = row.role
+            elif row.role == "attention" and row.name.endswith(".qk"):
+                for n in op_names(self.table.loc[[row.Index]], roles=("attention",)):
+                    self.attention[n[: -len(".qk")]] = self._module(n[: -len(".qk")])
+        self.op_names = set(op_names(self.table))
+        self._orig = {n: m.weight for n, m in self.linear.items()}
+        self._wcache: dict[tuple[str, str], nn.Parameter] = {}
+        self._act: dict[str, Format] = {}
+        self._hooks = [m.register_forward_pre_hook(self._pre_hook(n)) for n, m in self.linear.items()]
+        _register_attention()
+        self._impl = model.config._attn_implementation
+        self._set_impl(ATTN_IMPL)
+
+    def _module(self, name: str) -> nn.Module:
+        try:
+            return self.model.get_submodule(name)
+        except AttributeError:
+            raise InputError(f"{self.spec.name}: op {name!r} of the op table is not a module of the model") from None
+
+    def _set_impl(self, impl: str) -> None:
+        for c in {id(m.config): m.config for m in self.model.modules() if hasattr(m, "config")}.values():
+            c._attn_implementation = impl
+
+    def _pre_hook(self, name: str):
+        def hook(module, args):
+            f = self._act.get(name)
+            if f is None:
+                return None
+            self.calls[(name, "act", f.name)] += 1
+            return (quantize(args[0], f),) + tuple(args[1:])
+
+        return hook
+
+    def _weight(self, name: str, f: Format) -> nn.Parameter:
+        key = (name, f.name)
+        if key not in self._wcache:
+            w = self._orig[name]
+            conv1d = type(self.linear[name]).__name__ == "Conv1D"  # GPT-2 stores (in, out)
+            with torch.no_grad():
+                q = quantize(w.detach(), f, axis=0 if conv1d else -1)
+            self._wcache[key] = nn.Parameter(q, requires_grad=False)
+        self.calls[(name, "weight", f.name)] += 1
+        return self._wcache[key]
+
+    def apply(self, pmap: PrecisionMap) -> None:
+        """Set every op's formats from ``pmap`` (ops it does not name get its role rule or default)."""
+        pmap.validate(self.op_names)
+        for name, module in self.linear.items():
+            f = pmap.formats_for(name, self.roles[name])
+            w = _active(f.weight)
+            module.weight = self._weight(name, w) if w is not None else self._orig[name]
+            a = _active(f.act)
+            if a is None:
+                self._act.pop(name, None)
+            else:
+                self._act[name] = a
+        kv = _active(pmap.kv_cache)
+        for path, module in self.attention.items():
+            qk, av = pmap.formats_for(path + ".qk", "attention"), pmap.formats_for(path + ".av", "attention")
+            module._mpq = dict(qk=path + ".qk", av=path + ".av", calls=self.calls, kv=kv,
+                               qk_w=_active(qk.weight), qk_act=_active(qk.act),
+                               av_w=_active(av.weight), av_act=_active(av.act))
+
+    def reset(self) -> None:
+        """Back to the unquantized model (the attention stays on the mpqsim eager function)."""
+        self.apply(PrecisionMap(name="high"))
+
+    def close(self) -> None:
+        """Restore the model as it was: original weights, no hooks, its attention implementation."""
+        self.reset()
+        for h in self._hooks:
+            h.remove()
+        for m in self.attention.values():
+            m.__dict__.pop("_mpq", None)
+        self._set_impl(self._impl)
+        self._wcache.clear()

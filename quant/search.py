@@ -1,0 +1,283 @@
+"""Mixed-precision search for a target quantization ratio Q_r (seed 000's Equation 1).
+
+A :class:`SearchSpace` has *units* that are low or high precision together: each matmul op
+(``matmul`` granularity, the attention ``qk``/``av`` included) or each decoder layer (``layer``).
+A mask over the units is a precision map (low units get ``low`` formats, everything else ``high``)
+with Q_r = low-precision parameters / all matmul parameters (:func:`quant.precision.quant_ratio`;
+lm_head and routers stay high). Searchers, one interface (:data:`SEARCHERS`):
+
+* ``random`` — seed 000: each trial draws a random order of the parameter-carrying units and fills
+  them up to the target (parameter-free ``qk``/``av`` units are low with probability Q_r);
+* ``greedy`` — sensitivity-guided: one unquantized forward pass measures each op's output noise
+  when it alone is low (:func:`quant.evaluate.op_sensitivity`); units are filled cheapest noise per
+  parameter first, then the remaining budget tries swaps of the noisiest low unit for the quietest
+  high units of similar size, keeping a swap only if perplexity improves.
+
+Every evaluation is journalled (JSON lines) under the output folder, keyed by the mask: a killed
+search re-run with the same settings replays its trials from the journal, evaluates only what is
+new, and ends with the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from mpqsim import InputError
+from quant.formats import Format
+from quant.precision import OpFormats, PrecisionMap
+from workloads.optable import op_names
+
+GRANULARITIES = ("matmul", "layer")
+
+
+@dataclass
+class SearchSpace:
+    """Units of a model's matmul ops and their parameters (see the module docstring)."""
+
+    granularity: str
+    units: list[tuple[str, ...]]
+    unit_params: np.ndarray
+    total_params: float
+    low: OpFormats
+    high: OpFormats
+    kv: Format
+
+    @classmethod
+    def build(cls, table: pd.DataFrame, granularity: str, low: OpFormats, high: OpFormats, kv: Format) -> "SearchSpace":
+        if granularity not in GRANULARITIES:
+            raise InputError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
+        params: dict[str, float] = {}
+        layer_of: dict[str, int] = {}
+        total = 0.0
+        for row in table.itertuples():
+            if row.role not in ("linear", "attention", "lm_head", "router", "expert"):
+                continue
+            names = op_names(table.loc[[row.Index]], roles=(row.role,))
+            total += row.params * len(names)
+            if row.role in ("linear", "attention"):
+                for n, i in zip(names, [i for i in row.layers for _ in (row.experts or (None,))]):
+                    params[n] = float(row.params)
+                    layer_of[n] = i
+        if granularity == "matmul":
+            units = [(n,) for n in params]
+        else:
+            by_layer: dict[int, list[str]] = {}
+            for n, i in layer_of.items():
+                by_layer.setdefault(i, []).append(n)
+            units = [tuple(v) for _, v in sorted(by_layer.items())]
+        up = np.array([sum(params[n] for n in u) for u in units])
+        return cls(granularity, units, up, total, low, high, kv)
+
+    def qr(self, mask: np.ndarray) -> float:
+        return float(self.unit_params[mask].sum() / self.total_params)
+
+    def to_map(self, mask: np.ndarray, name: str = "search") -> PrecisionMap:
+        ops = {n: self.low for u, m in zip(self.units, mask) if m for n in u}
+        return PrecisionMap(name=name, default=self.high, kv_cache=self.kv, ops=ops)
+
+    def fill(self, order, target: float) -> np.ndarray:
+        """Take units in ``order`` while that brings Q_r closer to ``target`` (parameter-carrying only)."""
+        mask = np.zeros(len(self.units), bool)
+        acc = 0.0
+        for i in order:
+            p = self.unit_params[i] / self.total_params
+            if p > 0 and abs(acc + p - target) < abs(acc - target):
+                mask[i] = True
+                acc += p
+        return mask
+
+    def random_mask(self, target: float, rng: np.random.Generator) -> np.ndarray:
+        mask = self.fill(rng.permutation(len(self.units)), target)
+        free = self.unit_params == 0
+        mask[free] = rng.random(int(free.sum())) < target
+        return mask
+
+    @staticmethod
+    def signature(mask: np.ndarray) -> str:
+        return np.packbits(mask.astype(np.uint8)).tobytes().hex() + f":{len(mask)}"
+
+
+class Journal:
+    """JSON-lines record of every evaluation; the first line holds the settings it was made with."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path = Path(path)
+        self.records: dict[str, dict] = {}
+        if self.path.exists() and self.path.stat().st_size:
+            lines = self.path.read_text().splitlines()
+            head = json.loads(lines[0])
+            if head.get("settings") != settings:
+                raise InputError(f"{self.path} was written by a search with other settings "
+                                 f"({head.get('settings')}); use a new output folder")
+            for line in lines[1:]:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: that evaluation is redone
+                    continue
+                self.records[rec["signature"]] = rec
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"settings": settings}) + "\n")
+
+    def add(self, rec: dict) -> None:
+        self.records[rec["signature"]] = rec
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+@dataclass
+class Objective:
+    """Evaluate masks through an evaluator, with the journal as a cache; counts new evaluations."""
+
+    space: SearchSpace
+    evaluate: Callable[[PrecisionMap], dict]
+    journal: Journal
+    new_evaluations: int = 0
+
+    def __call__(self, mask: np.ndarray, **tags) -> dict:
+        sig = SearchSpace.signature(mask)
+        rec = self.journal.records.get(sig)
+        if rec is None:
+            t0 = time.perf_counter()
+            res = self.evaluate(self.space.to_map(mask))
+            rec = dict(signature=sig, qr=self.space.qr(mask), seconds=time.perf_counter() - t0, **res, **tags)
+            self.journal.add(rec)
+            self.new_evaluations += 1
+        return rec
+
+
+@dataclass
+class Result:
+    searcher: str
+    target: float
+    best_mask: np.ndarray
+    best: dict
+    evaluations: int
+    history: list[float]   # best delta after each evaluation
+
+
+def random_search(space: SearchSpace, target: float, objective: Objective, budget: int, seed: int = 0,
+                  progress=None, **_) -> Result:
+    best, best_mask, history = None, None, []
+    for t in range(budget):
+        rng = np.random.default_rng([seed, int(round(target * 1e6)), t])
+        mask = space.random_mask(target, rng)
+        rec = objective(mask, searcher="random", target=target, trial=t)
+        if best is None or rec["delta"] < best["delta"]:
+            best, best_mask = rec, mask
+        history.append(best["delta"])
+        if progress:
+            progress(best["delta"])
+    return Result("random", target, best_mask, best, budget, history)
+
+
+def greedy_search(space: SearchSpace, target: float, objective: Objective, budget: int, sensitivity: pd.DataFrame,
+                  progress=None, **_) -> Result:
+    noise = dict(zip(sensitivity.op, sensitivity.noise))
+    unit_noise = np.array([sum(noise.get(n, 0.0) for n in u) for u in space.units])
+    with np.errstate(divide="ignore"):
+        cost = np.where(space.unit_params > 0, unit_noise / np.maximum(space.unit_params, 1), np.inf)
+    mask = space.fill(np.argsort(cost, kind="stable"), target)
+    best = objective(mask, searcher="greedy", target=target, trial=0)
+    history = [best["delta"]]
+    if progress:
+        progress(best["delta"])
+    tried: set[tuple[int, int]] = set()
+    tol = 0.5 * max(space.unit_params.max() / space.total_params, 1e-9)
+    evaluations = 1
+    while evaluations < budget:
+        lows = [i for i in np.argsort(-unit_noise) if mask[i] and space.unit_params[i] > 0]
+        highs = [i for i in np.argsort(unit_noise) if not mask[i] and space.unit_params[i] > 0]
+        move = None
+        for i in lows:
+            for j in highs:
+                if (i, j) in tried or unit_noise[j] >= unit_noise[i]:
+                    continue
+                trial = mask.copy()
+                trial[i], trial[j] = False, True
+                if abs(space.qr(trial) - target) <= tol:
+                    move = (i, j, trial)
+                    break
+            if move:
+                break
+        if move is None:
+            break
+        i, j, trial = move
+        tried.add((i, j))
+        rec = objective(trial, searcher="greedy", target=target, trial=evaluations)
+        evaluations += 1
+        if rec["delta"] < best["delta"]:
+            best, mask = rec, trial
+        history.append(best["delta"])
+        if progress:
+            progress(best["delta"])
+    return Result("greedy", target, mask, best, evaluations, history)
+
+
+SEARCHERS = {"random": random_search, "greedy": greedy_search}
+
+
+def uniform_map(f: OpFormats, name: str = "low") -> PrecisionMap:
+    """Every matmul (linear and attention) in ``f``: what the sensitivity analysis measures."""
+    return PrecisionMap(name=name, roles={"linear": f, "attention": f})
+
+
+def check_search_args(granularity: str, ratios, searcher: str, budget: int) -> None:
+    """Raise :class:`InputError` for arguments a search cannot run with (cheap; before any model load)."""
+    if granularity not in GRANULARITIES:
+        raise InputError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
+    if searcher not in SEARCHERS:
+        raise InputError(f"unknown searcher {searcher!r}; valid: {', '.join(SEARCHERS)}")
+    if not ratios:
+        raise InputError("give at least one target quantization ratio")
+    bad = [r for r in ratios if not 0.0 <= r <= 1.0]
+    if bad:
+        raise InputError(f"quantization ratio must be in [0, 1], got {bad[0]}")
+    if budget <= 0:
+        raise InputError(f"trials must be > 0, got {budget}")
+
+
+def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats, kv: Format, ratios,
+               searcher: str, budget: int, out_dir, settings: dict, seed: int = 0, calibration=None,
+               progress_factory=None) -> pd.DataFrame:
+    """Search every target ratio; journal in ``out_dir/journal.jsonl``, the best map per ratio in
+    ``out_dir/map_qr<ratio>.json``, the table in ``out_dir/results.csv`` (also returned).
+
+    ``calibration``: token windows for the greedy searcher's sensitivity pass (default: the
+    evaluator's). ``progress_factory(total, label)`` returns a callback taking the best delta.
+    """
+    check_search_args(granularity, ratios, searcher, budget)
+    out = Path(out_dir)
+    space = SearchSpace.build(fq.table, granularity, low, high, kv)
+    journal = Journal(out / "journal.jsonl", dict(settings, granularity=granularity, low=low.to_json(),
+                                                  high=high.to_json(), kv=kv.name, searcher=searcher,
+                                                  budget=budget, seed=seed))
+    objective = Objective(space, evaluator, journal)
+    sensitivity = None
+    if searcher == "greedy":
+        from quant.evaluate import op_sensitivity
+
+        windows = calibration if calibration is not None else evaluator.windows
+        sensitivity = op_sensitivity(fq, windows, uniform_map(low))
+    rows = []
+    for target in ratios:
+        cb = progress_factory(budget, f"Q_r {target:g}") if progress_factory else None
+        res = SEARCHERS[searcher](space, target, objective, budget, seed=seed, sensitivity=sensitivity, progress=cb)
+        if cb is not None and hasattr(cb, "close"):
+            cb.close()
+        pmap = space.to_map(res.best_mask, name=f"{searcher}-qr{target:g}")
+        pmap.save(out / f"map_qr{target:g}.json")
+        rows.append(dict(target_qr=target, qr=res.best["qr"], ppl=res.best["ppl"], ref_ppl=res.best["ref_ppl"],
+                         delta=res.best["delta"], evaluations=res.evaluations, searcher=searcher,
+                         granularity=granularity, map=str(out / f"map_qr{target:g}.json")))
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "results.csv", index=False)
+    df.attrs["new_evaluations"] = objective.new_evaluations
+    return df
