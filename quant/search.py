@@ -10,8 +10,9 @@ lm_head and routers stay high). Searchers, one interface (:data:`SEARCHERS`):
   them up to the target (parameter-free ``qk``/``av`` units are low with probability Q_r);
 * ``greedy`` — sensitivity-guided: one unquantized forward pass measures each op's output noise
   when it alone is low (:func:`quant.evaluate.op_sensitivity`); units are filled cheapest noise per
-  parameter first, then the remaining budget tries swaps of the noisiest low unit for the quietest
-  high units of similar size, keeping a swap only if perplexity improves.
+  parameter first, then the remaining budget evaluates swaps (a low unit back to high, a high unit
+  down, Q_r kept within half a unit of the target) in order of predicted noise reduction, keeping a
+  swap only if perplexity improves.
 
 Every evaluation is journalled (JSON lines) under the output folder, keyed by the mask: a killed
 search re-run with the same settings replays its trials from the journal, evaluates only what is
@@ -189,36 +190,45 @@ def greedy_search(space: SearchSpace, target: float, objective: Objective, budge
     history = [best["delta"]]
     if progress:
         progress(best["delta"])
-    tried: set[tuple[int, int]] = set()
     tol = 0.5 * max(space.unit_params.max() / space.total_params, 1e-9)
+    tried: set[str] = {SearchSpace.signature(mask)}
     evaluations = 1
     while evaluations < budget:
-        lows = [i for i in np.argsort(-unit_noise) if mask[i] and space.unit_params[i] > 0]
-        highs = [i for i in np.argsort(unit_noise) if not mask[i] and space.unit_params[i] > 0]
-        move = None
-        for i in lows:
-            for j in highs:
-                if (i, j) in tried or unit_noise[j] >= unit_noise[i]:
-                    continue
-                trial = mask.copy()
-                trial[i], trial[j] = False, True
-                if abs(space.qr(trial) - target) <= tol:
-                    move = (i, j, trial)
-                    break
-            if move:
-                break
+        move = _best_swap(space, mask, unit_noise, target, tol, tried)
         if move is None:
             break
-        i, j, trial = move
-        tried.add((i, j))
-        rec = objective(trial, searcher="greedy", target=target, trial=evaluations)
+        tried.add(SearchSpace.signature(move))
+        rec = objective(move, searcher="greedy", target=target, trial=evaluations)
         evaluations += 1
         if rec["delta"] < best["delta"]:
-            best, mask = rec, trial
+            best, mask = rec, move
         history.append(best["delta"])
         if progress:
             progress(best["delta"])
     return Result("greedy", target, mask, best, evaluations, history)
+
+
+def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, target: float, tol: float,
+               tried: set) -> np.ndarray | None:
+    """The untried swap (one low unit back to high, one high unit down to low) that keeps Q_r within
+    ``tol`` of the target and promises the largest drop of the summed noise."""
+    lows = np.nonzero(mask & (space.unit_params > 0))[0]
+    highs = np.nonzero(~mask & (space.unit_params > 0))[0]
+    if not len(lows) or not len(highs):
+        return None
+    qr = space.qr(mask)
+    dq = (space.unit_params[highs][None, :] - space.unit_params[lows][:, None]) / space.total_params
+    gain = unit_noise[lows][:, None] - unit_noise[highs][None, :]
+    gain = np.where(np.abs(qr + dq - target) <= tol, gain, -np.inf)
+    for flat in np.argsort(-gain, axis=None, kind="stable"):
+        a, b = np.unravel_index(flat, gain.shape)
+        if not np.isfinite(gain[a, b]):
+            return None
+        trial = mask.copy()
+        trial[lows[a]], trial[highs[b]] = False, True
+        if SearchSpace.signature(trial) not in tried:
+            return trial
+    return None
 
 
 SEARCHERS = {"random": random_search, "greedy": greedy_search}
