@@ -28,13 +28,34 @@ from quant.formats import parse_format
 from quant.precision import PrecisionMap, assign_formats
 from sim.units import VECTOR, compute_unit
 from workloads.optable import (C_B, C_FLOPS, C_IN, C_KVR, C_KVW, C_M, C_OUT, C_W, COUNT_FIELDS,
-                               F_LAUNCH, F_REPEAT, QK, AV, VECTOR as K_VECTOR, SOFTMAX,
+                               F_KIND, F_LAUNCH, F_REPEAT, QK, AV, VECTOR as K_VECTOR, SOFTMAX,
                                EMBED, build_optable, op_array, op_counts, op_names)
 from workloads.spec import ModelSpec
 
 #: What the kernel writes per (configuration, op) when asked for detail.
 DETAIL_FIELDS = ("time", "t_compute", "t_memory", "flops", "bytes_w", "bytes_act", "bytes_kv", "m")
 D_TIME, D_TC, D_TM, D_FLOPS, D_BW, D_BA, D_BKV, D_M = range(len(DETAIL_FIELDS))
+
+
+@numba.njit(cache=True, inline="always")
+def op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, batch, q, past, cnt, out):
+    """Roofline time of one instance of op ``j`` (no launch overhead) for (batch, q, past) on one
+    device (``rate``/``m_min`` are that device's per-op rows). Fills ``cnt`` (COUNT_FIELDS) and
+    ``out`` = (t_compute, t_memory, bytes_w, bytes_act, bytes_kv); returns max(t_compute, t_memory)."""
+    op_counts(ops, j, batch, q, past, cnt)
+    b_w = cnt[C_W] * wbytes[j] + cnt[C_B] * obytes[j]
+    b_a = cnt[C_IN] * abytes[j] + cnt[C_OUT] * obytes[j]
+    b_kv = (cnt[C_KVR] + cnt[C_KVW]) * kvbytes[j]
+    m = cnt[C_M]
+    pad = m_min[j] / m if m < m_min[j] else 1.0
+    t_c = cnt[C_FLOPS] * pad / rate[j] if cnt[C_FLOPS] > 0.0 else 0.0
+    t_m = (b_w + b_a + b_kv) / bw
+    out[0] = t_c
+    out[1] = t_m
+    out[2] = b_w
+    out[3] = b_a
+    out[4] = b_kv
+    return max(t_c, t_m)
 
 
 @numba.njit(cache=True)
@@ -50,35 +71,72 @@ def price_kernel(ops, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, launch,
     """
     n_ops = ops.shape[0]
     cnt = np.empty(len(COUNT_FIELDS))
+    parts = np.empty(5)
     want_detail = detail.shape[0] > 0
     for c in range(cfg_dev.shape[0]):
         d = cfg_dev[c]
+        rate_d, m_min_d, bw_d, launch_d = rate[d], m_min[d], bw[d], launch[d]
+        batch, q, past = cfg_batch[c], cfg_q[c], cfg_past[c]
         t_sum = 0.0
         peak_act = 0.0
         for j in range(n_ops):
-            op_counts(ops, j, cfg_batch[c], cfg_q[c], cfg_past[c], cnt)
-            b_w = cnt[C_W] * wbytes[j] + cnt[C_B] * obytes[j]
-            b_a = cnt[C_IN] * abytes[j] + cnt[C_OUT] * obytes[j]
-            b_kv = (cnt[C_KVR] + cnt[C_KVW]) * kvbytes[j]
-            m = cnt[C_M]
-            pad = m_min[d, j] / m if m < m_min[d, j] else 1.0
-            t_c = cnt[C_FLOPS] * pad / rate[d, j] if cnt[C_FLOPS] > 0.0 else 0.0
-            t_m = (b_w + b_a + b_kv) / bw[d]
-            t = max(t_c, t_m) + ops[j, F_LAUNCH] * launch[d]
+            t = op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate_d, m_min_d, bw_d, batch, q, past, cnt,
+                        parts) + ops[j, F_LAUNCH] * launch_d
             t_sum += t * ops[j, F_REPEAT]
-            if b_a > peak_act:
-                peak_act = b_a
+            if parts[3] > peak_act:
+                peak_act = parts[3]
             if want_detail:
                 detail[c, j, D_TIME] = t
-                detail[c, j, D_TC] = t_c
-                detail[c, j, D_TM] = t_m
+                detail[c, j, D_TC] = parts[0]
+                detail[c, j, D_TM] = parts[1]
                 detail[c, j, D_FLOPS] = cnt[C_FLOPS]
-                detail[c, j, D_BW] = b_w
-                detail[c, j, D_BA] = b_a
-                detail[c, j, D_BKV] = b_kv
-                detail[c, j, D_M] = m
+                detail[c, j, D_BW] = parts[2]
+                detail[c, j, D_BA] = parts[3]
+                detail[c, j, D_BKV] = parts[4]
+                detail[c, j, D_M] = cnt[C_M]
         total[c] = t_sum
         act_peak[c] = peak_act
+
+
+@numba.njit(cache=True)
+def iteration_kernel(ops, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, launch, seqs, tokens,
+                     n_decode, decode_ctx_sum, pre_q, pre_past, out):
+    """Time and FLOPs of one serving iteration on one device: a batch of ``seqs`` sequences with
+    ``tokens`` new tokens in all, of which ``n_decode`` decode sequences (contexts summing to
+    ``decode_ctx_sum``) and prefill chunks (``pre_q`` new tokens after ``pre_past`` cached each).
+
+    Token-wise ops (projections, MLP, norms, embeddings) see all ``tokens`` at once (lm_head one
+    row per sequence). Attention ops sum the work of each prefill chunk and of the decode group,
+    priced as ``n_decode`` sequences at their mean context (exact where attention work is linear
+    in the context, i.e. without a sliding window shorter than the contexts), one launch per op.
+    Writes out[0] = seconds, out[1] = FLOPs.
+    """
+    cnt = np.empty(len(COUNT_FIELDS))
+    parts = np.empty(5)
+    t_sum = 0.0
+    flops = 0.0
+    for j in range(ops.shape[0]):
+        kind = int(ops[j, F_KIND])
+        reps = ops[j, F_REPEAT]
+        if kind == QK or kind == AV or kind == SOFTMAX:
+            t = 0.0
+            f = 0.0
+            if n_decode > 0:
+                t += op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, float(n_decode), 1.0,
+                             decode_ctx_sum / n_decode - 1.0, cnt, parts)
+                f += cnt[C_FLOPS]
+            for i in range(pre_q.shape[0]):
+                t += op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, 1.0, pre_q[i], pre_past[i],
+                             cnt, parts)
+                f += cnt[C_FLOPS]
+        else:
+            t = op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, float(seqs), tokens / seqs, 0.0,
+                        cnt, parts)
+            f = cnt[C_FLOPS]
+        t_sum += (t + ops[j, F_LAUNCH] * launch) * reps
+        flops += f * reps
+    out[0] = t_sum
+    out[1] = flops
 
 
 @dataclass

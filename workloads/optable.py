@@ -54,7 +54,7 @@ def attended_pairs(past, q, window):
     return (window * (window + 1) / 2.0 - past * (past + 1) / 2.0) + window * (hi - window)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def op_counts(ops, j, batch, q, past, out):
     """Shapes and element counts of op ``j`` (one instance) for batch, q new tokens, past cached."""
     kind = int(ops[j, F_KIND])
