@@ -1,0 +1,325 @@
+"""A SimPy discrete-event simulator of mixed-precision LLM serving.
+
+Processes: a request source (the arrivals of a stream from :mod:`sim.workload_gen`), a router
+(``round_robin`` or ``least_outstanding``) and replicas. Each replica loops: its scheduler
+(:mod:`sim.schedulers`) forms a batch, the cost model prices exactly that batch
+(:func:`sim.costmodel.iteration_kernel`: prefill chunks and decode contexts as formed) plus an
+optional CPU overhead per iteration, the replica waits that long, then every request in the batch
+advances: a finished prefill emits a token (the first one: TTFT), each decode step one more.
+
+KV capacity per replica = memory x (1 - margin) - weights (the map's formats) - an activation
+reserve (the cost model's peak activations for a prefill of ``max_tokens``), in 16-token blocks
+of the map's KV format: lighter weights or KV formats hold more sequences.
+
+``simulate`` returns per-request results and a summary; everything is seeded and deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from hwmodels.spec import DeviceSpec
+from mpqsim import InputError
+from quant.precision import PrecisionMap
+from sim.costmodel import device_arrays, iteration_kernel, prepare, price
+from sim.schedulers import BLOCK_TOKENS, SCHEDULERS, KVCache, Request
+from workloads.spec import ModelSpec
+
+ROUTERS = ("round_robin", "least_outstanding")
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """What one simulation runs.
+
+    Attributes:
+        scheduler: ``vllm``, ``sarathi`` or ``static``.
+        max_batch: cap on running sequences per replica (vLLM max_num_seqs).
+        max_tokens: cap on tokens per iteration (vLLM max_num_batched_tokens; Sarathi's budget).
+        replicas: identical replicas behind the router.
+        router: ``round_robin`` or ``least_outstanding``.
+        memory_margin: fraction of device memory not used (vLLM's 1 - gpu_memory_utilization).
+        watermark: fraction of KV blocks kept free when admitting new sequences.
+        cpu_overhead_s: fixed scheduling/launch overhead added to every iteration.
+        eager: eager kernel launches (CUDA graphs otherwise).
+    """
+
+    scheduler: str = "vllm"
+    max_batch: int = 128
+    max_tokens: int = 4096
+    replicas: int = 1
+    router: str = "round_robin"
+    memory_margin: float = 0.10
+    watermark: float = 0.01
+    cpu_overhead_s: float = 0.0
+    eager: bool = False
+
+
+@dataclass(frozen=True)
+class SLO:
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+
+
+@dataclass
+class ReplicaModel:
+    """Cost-model arrays of one (model, precision, device) and the KV capacity they leave."""
+
+    spec: ModelSpec
+    pmap: PrecisionMap
+    device: DeviceSpec
+    cfg: ServingConfig
+    arrays: tuple = field(init=False, repr=False)
+    kv_blocks: int = field(init=False)
+    kv_bytes_per_token: float = field(init=False)
+    weights_bytes: float = field(init=False)
+    reserve_bytes: float = field(init=False)
+    peak_flops: float = field(init=False)
+
+    def __post_init__(self):
+        priced = prepare(self.spec, self.pmap)
+        rate, m_min, bw, launch = device_arrays(priced, [self.device], self.cfg.eager)
+        self.arrays = (priced.ops, priced.wbytes, priced.abytes, priced.obytes, priced.kvbytes, rate[0], m_min[0],
+                       float(bw[0]), float(launch[0]))
+        _, act, _ = price(priced, [self.device], [0], [1], [self.cfg.max_tokens], [0])
+        self.weights_bytes = priced.weight_bytes
+        self.reserve_bytes = float(act[0])
+        self.kv_bytes_per_token = float(priced.kv_bytes(1, 1))
+        usable = self.device.memory_bytes * (1 - self.cfg.memory_margin)
+        free = usable - self.weights_bytes - self.reserve_bytes
+        if free < BLOCK_TOKENS * self.kv_bytes_per_token:
+            raise InputError(
+                f"{self.spec.name} at {self.pmap.name} does not fit {self.device.name}: weights "
+                f"{self.weights_bytes / GB:.1f} GB + activation reserve {self.reserve_bytes / GB:.1f} GB exceed the "
+                f"{usable / GB:.1f} GB usable (short by {(-free + BLOCK_TOKENS * self.kv_bytes_per_token) / GB:.1f} GB)")
+        self.kv_blocks = int(free // (BLOCK_TOKENS * self.kv_bytes_per_token))
+        self.peak_flops = self.device.peak(self.device.high_unit)
+        self._out = np.empty(2)
+        self._none = np.zeros(0)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_blocks * BLOCK_TOKENS
+
+    def iteration(self, batch: list) -> tuple[float, float]:
+        """(seconds, FLOPs) of one iteration over ``batch`` = [(request, new tokens, cached tokens)]."""
+        n_dec, ctx_sum, tokens, pre_q, pre_past = 0, 0.0, 0.0, [], []
+        for r, q, past in batch:
+            tokens += q
+            if q == 1 and r.computed == r.target:  # a decode step
+                n_dec += 1
+                ctx_sum += past + 1
+            else:
+                pre_q.append(q)
+                pre_past.append(past)
+        if pre_q:
+            pq, pp = np.array(pre_q, dtype=np.float64), np.array(pre_past, dtype=np.float64)
+        else:
+            pq = pp = self._none
+        iteration_kernel(*self.arrays, float(len(batch)), tokens, n_dec, ctx_sum, pq, pp, self._out)
+        return float(self._out[0]) + self.cfg.cpu_overhead_s, float(self._out[1])
+
+
+class Replica:
+    def __init__(self, env: simpy.Environment, idx: int, model: ReplicaModel, stats: "Stats"):
+        cfg = model.cfg
+        self.env, self.idx, self.model, self.stats = env, idx, model, stats
+        self.sched = SCHEDULERS[cfg.scheduler](KVCache(model.kv_blocks, cfg.watermark), cfg.max_batch, cfg.max_tokens)
+        self.outstanding = 0
+        self.wake = env.event()
+        self.proc = env.process(self.run())
+
+    def submit(self, r: Request) -> None:
+        self.sched.waiting.append(r)
+        self.outstanding += 1
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def run(self):
+        env, sched, stats = self.env, self.sched, self.stats
+        while True:
+            batch = sched.schedule(env.now)
+            if not batch:
+                if sched.waiting and not sched.running:
+                    r = sched.waiting[0]
+                    raise InputError(f"request {r.rid} ({r.prompt} prompt tokens) can never be scheduled: it needs "
+                                     f"more than the {sched.max_tokens}-token batch or the "
+                                     f"{sched.kv.total * BLOCK_TOKENS}-token KV cache of one replica")
+                self.wake = env.event()
+                yield self.wake
+                continue
+            dt, flops = self.model.iteration(batch)
+            stats.iteration(len(batch), sched.kv.used_fraction, dt, flops, env.now)
+            yield env.timeout(dt)
+            now = env.now
+            for r, q, _ in batch:
+                if r not in sched.running:  # preempted in this very scheduling round
+                    continue
+                r.computed += q
+                if r.computed < r.target:
+                    continue  # a chunk of a longer prefill
+                r.generated += 1
+                r.target = r.computed
+                if r.generated == 1:
+                    r.first_token = now
+                else:
+                    r.tbt.append(now - r.last_token)
+                r.last_token = now
+                if r.generated >= r.output:
+                    r.completion = now
+                    sched.running.remove(r)
+                    sched.kv.release(r)
+                    self.outstanding -= 1
+                    stats.complete(now)
+
+
+class Stats:
+    """Counters sampled by the replicas: iterations, batch sizes, KV use, in-system area."""
+
+    def __init__(self, n_requests: int, progress=None):
+        self.batch_sizes: list[int] = []
+        self.kv_used: list[float] = []
+        self.durations: list[float] = []
+        self.flops = 0.0
+        self.in_system = 0
+        self.area = 0.0
+        self.last = 0.0
+        self.left = n_requests
+        self.done = None
+        self.progress = progress
+
+    def _tick(self, now: float) -> None:
+        self.area += self.in_system * (now - self.last)
+        self.last = now
+
+    def arrive(self, now: float) -> None:
+        self._tick(now)
+        self.in_system += 1
+
+    def complete(self, now: float) -> None:
+        self._tick(now)
+        self.in_system -= 1
+        self.left -= 1
+        if self.progress:
+            self.progress(1)
+        if self.left == 0:
+            self.done.succeed()
+
+    def iteration(self, size: int, kv: float, dt: float, flops: float, now: float) -> None:
+        self.batch_sizes.append(size)
+        self.kv_used.append(kv)
+        self.durations.append(dt)
+        self.flops += flops
+
+
+def simulate(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, requests: pd.DataFrame,
+             cfg: ServingConfig = ServingConfig(), slo: SLO = SLO(), progress=None) -> tuple[pd.DataFrame, dict]:
+    """Run ``requests`` (arrival, prompt, output) through ``cfg.replicas`` replicas of ``spec`` on
+    ``device`` at ``pmap``. Returns (per-request DataFrame, summary dict)."""
+    _check(spec, requests, cfg)
+    model = ReplicaModel(spec, pmap, device, cfg)
+    env = simpy.Environment()
+    stats = Stats(len(requests), progress)
+    stats.done = env.event()
+    replicas = [Replica(env, i, model, stats) for i in range(cfg.replicas)]
+    reqs = [Request(i, float(a), int(p), int(o)) for i, (a, p, o) in
+            enumerate(zip(requests.arrival, requests.prompt, requests.output))]
+
+    def source():
+        rr = 0
+        for r in reqs:
+            if r.arrival > env.now:
+                yield env.timeout(r.arrival - env.now)
+            stats.arrive(env.now)
+            if cfg.router == "least_outstanding":
+                target = min(replicas, key=lambda x: (x.outstanding, x.idx))
+            else:
+                target, rr = replicas[rr % len(replicas)], rr + 1
+            target.submit(r)
+
+    env.process(source())
+    env.run(until=stats.done)
+    per_req = pd.DataFrame(dict(
+        rid=[r.rid for r in reqs], arrival=[r.arrival for r in reqs], scheduled=[r.scheduled for r in reqs],
+        first_token=[r.first_token for r in reqs], completion=[r.completion for r in reqs],
+        prompt=[r.prompt for r in reqs], output=[r.output for r in reqs],
+        preemptions=[r.preemptions for r in reqs]))
+    per_req["ttft"] = per_req.first_token - per_req.arrival
+    per_req["e2e"] = per_req.completion - per_req.arrival
+    per_req["tpot"] = np.where(per_req.output > 1, (per_req.completion - per_req.first_token)
+                               / np.maximum(per_req.output - 1, 1), 0.0)
+    tbt = np.concatenate([np.asarray(r.tbt) for r in reqs]) if reqs else np.zeros(0)
+    return per_req, summarize(per_req, tbt, stats, model, cfg, slo)
+
+
+def _check(spec: ModelSpec, requests: pd.DataFrame, cfg: ServingConfig) -> None:
+    if cfg.scheduler not in SCHEDULERS:
+        raise InputError(f"unknown scheduler {cfg.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+    if cfg.router not in ROUTERS:
+        raise InputError(f"unknown router {cfg.router!r}; valid: {', '.join(ROUTERS)}")
+    for what, v in (("replicas", cfg.replicas), ("max batch", cfg.max_batch), ("max tokens", cfg.max_tokens)):
+        if v <= 0:
+            raise InputError(f"{what} must be > 0, got {v}")
+    longest = int((requests.prompt + requests.output).max())
+    if longest > spec.max_positions:
+        raise InputError(f"a request needs {longest} tokens (prompt + output), beyond {spec.name}'s context "
+                         f"window of {spec.max_positions}")
+    if cfg.scheduler == "vllm" and int(requests.prompt.max()) > cfg.max_tokens:
+        raise InputError(f"a prompt of {int(requests.prompt.max())} tokens exceeds --max-tokens {cfg.max_tokens}, "
+                         "which the vllm scheduler cannot prefill; raise it or use --scheduler sarathi")
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if len(x) else float("nan")
+
+
+def summarize(per_req: pd.DataFrame, tbt: np.ndarray, stats: Stats, model: ReplicaModel, cfg: ServingConfig,
+              slo: SLO) -> dict:
+    start, end = float(per_req.arrival.min()), float(per_req.completion.max())
+    span = end - start
+    ok = (per_req.ttft <= slo.ttft_s) & (per_req.tpot <= slo.tpot_s)
+    out = dict(requests=len(per_req), duration_s=span, requests_per_s=len(per_req) / span,
+               output_tokens_per_s=float(per_req.output.sum()) / span,
+               total_tokens_per_s=float((per_req.prompt + per_req.output).sum()) / span,
+               goodput_requests_per_s=float(ok.sum()) / span, slo_attainment=float(ok.mean()),
+               mean_in_system=stats.area / (stats.last - start) if stats.last > start else 0.0,
+               mean_latency_s=float(per_req.e2e.mean()), preemptions=int(per_req.preemptions.sum()))
+    for name, col in (("ttft", per_req.ttft.to_numpy()), ("tpot", per_req.tpot.to_numpy()),
+                      ("tbt", tbt), ("e2e", per_req.e2e.to_numpy())):
+        for q in (50, 90, 99):
+            out[f"{name}_p{q}_s"] = _pct(col, q)
+    sizes = np.asarray(stats.batch_sizes)
+    kv = np.asarray(stats.kv_used)
+    dur = np.asarray(stats.durations)
+    out.update(iterations=len(sizes), batch_mean=float(sizes.mean()), batch_p50=_pct(sizes, 50),
+               batch_p99=_pct(sizes, 99), batch_max=int(sizes.max()),
+               kv_util_mean=float((kv * dur).sum() / dur.sum()), kv_util_max=float(kv.max()),
+               kv_capacity_tokens=model.kv_capacity_tokens, kv_blocks=model.kv_blocks,
+               mfu=stats.flops / (span * model.peak_flops * cfg.replicas))
+    return out
+
+
+def max_qps(spec, device, pmap, make_requests, cfg: ServingConfig = ServingConfig(), slo: SLO = SLO(),
+            attainment: float = 0.9, lo: float = 0.1, hi: float = 64.0, tol: float = 0.05) -> tuple[float, pd.DataFrame]:
+    """The highest request rate at which at least ``attainment`` of requests meet ``slo``
+    (bisection on qps; ``make_requests(qps)`` builds the stream). Returns (qps, table of probes)."""
+    rows = []
+
+    def meets(q):
+        _, s = simulate(spec, device, pmap, make_requests(q), cfg, slo)
+        rows.append(dict(qps=q, **s))
+        return s["slo_attainment"] >= attainment
+
+    if not meets(lo):
+        return 0.0, pd.DataFrame(rows)
+    while meets(hi) and hi < 1e4:
+        lo, hi = hi, hi * 2
+    while (hi - lo) / hi > tol:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    return lo, pd.DataFrame(rows)
