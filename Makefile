@@ -13,3 +13,5 @@ bench:  ## speed and fidelity measurements (recorded under benchmarks/results/)
 	$(PYTHON) benchmarks/costmodel_speed.py
 	$(PYTHON) benchmarks/costmodel_fidelity.py
 	$(PYTHON) benchmarks/quant_speed.py
+	$(PYTHON) benchmarks/serving_speed.py
+	$(PYTHON) benchmarks/search_efficiency.py

@@ -263,6 +263,56 @@ def cmd_latency(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from hwmodels import load_device
+    from sim.serving import SLO, ServingConfig, max_qps, simulate
+    from sim.workload_gen import Lengths, read_trace, synthetic
+    from workloads import load_model
+
+    spec = load_model(args.model)
+    device = load_device(args.device, _overrides(args.set))
+    maps = _precisions(args)
+    cfg = ServingConfig(scheduler=args.scheduler, max_batch=args.max_batch, max_tokens=args.max_tokens,
+                        replicas=args.replicas, router=args.router, memory_margin=args.memory_margin,
+                        cpu_overhead_s=args.cpu_overhead_ms / 1e3, eager=args.eager)
+    slo = SLO(ttft_s=args.slo_ttft, tpot_s=args.slo_tpot)
+    prompt = Lengths(args.prompt, args.length_dist, args.prompt_spread)
+    output = Lengths(args.output, args.length_dist, args.output_spread)
+
+    def stream(qps):
+        return synthetic(args.requests, qps, prompt, output, args.seed, args.arrival, args.cv, spec.max_positions)
+
+    rows, per_request = [], []
+    for pmap in maps:
+        if args.find_max_qps:
+            best, probes = max_qps(spec, device, pmap, stream, cfg, slo, attainment=args.attainment)
+            print(f"{pmap.name}: highest rate with {100 * args.attainment:.0f} % of requests within TTFT "
+                  f"{slo.ttft_s} s and TPOT {slo.tpot_s} s: {best:.2f} requests/s ({len(probes)} simulations)")
+            rows.append(probes.assign(precision=pmap.name))
+            continue
+        runs = [("trace", read_trace(args.trace))] if args.trace else [(q, stream(q)) for q in _floats(args.qps, "--qps")]
+        for qps, reqs in runs:
+            from tqdm import tqdm
+
+            with tqdm(total=len(reqs), desc=f"{pmap.name} @ {qps}", file=sys.stderr, unit="req",
+                      disable=not sys.stderr.isatty()) as bar:
+                per, summ = simulate(spec, device, pmap, reqs, cfg, slo, progress=bar.update)
+            rows.append(pd.DataFrame([dict(precision=pmap.name, qps=qps, **summ)]))
+            per_request.append(per.assign(precision=pmap.name, qps=qps))
+    df = pd.concat(rows, ignore_index=True)
+    if not args.find_max_qps:
+        cols = ["precision", "qps", "requests_per_s", "output_tokens_per_s", "goodput_requests_per_s", "ttft_p50_s",
+                "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "batch_mean", "kv_util_mean",
+                "preemptions", "mfu", "kv_capacity_tokens"]
+        print(f"{spec.name} on {args.replicas} x {device.name}, {args.scheduler} scheduler; SLO TTFT {slo.ttft_s} s, "
+              f"TPOT {slo.tpot_s} s")
+        _show(df[cols], floatfmt="{:,.4g}")
+    _csv(df, args.csv)
+    if args.requests_csv and per_request:
+        _csv(pd.concat(per_request, ignore_index=True), args.requests_csv)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from sim.demo import run_demo
 
@@ -352,6 +402,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", required=True, help="output folder (journal, maps, results.csv); re-run to resume")
     s.set_defaults(func=cmd_quant_search)
 
+    s = sub.add_parser("serve", help="simulate serving under load (SimPy): throughput, TTFT/TPOT, goodput",
+                       description="Discrete-event simulation of LLM serving priced by the cost model.")
+    s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
+    s.add_argument("-d", "--device", required=True, help="device name or YAML path")
+    s.add_argument("-p", "--precision", default=None, help="preset(s), comma-separated (default bf16)")
+    s.add_argument("--map", help="precision-map JSON")
+    s.add_argument("--qps", default="2", help="request rates, comma-separated (requests/s)")
+    s.add_argument("--requests", type=int, default=1000, help="requests per run (default 1000)")
+    s.add_argument("--prompt", type=int, default=512, help="prompt tokens (mean)")
+    s.add_argument("--output", type=int, default=128, help="output tokens (mean)")
+    s.add_argument("--length-dist", default="fixed", help="fixed, uniform or lognormal")
+    s.add_argument("--prompt-spread", type=float, default=0.0, help="uniform: +- tokens; lognormal: CV")
+    s.add_argument("--output-spread", type=float, default=0.0, help="uniform: +- tokens; lognormal: CV")
+    s.add_argument("--arrival", default="poisson", help="poisson or gamma")
+    s.add_argument("--cv", type=float, default=1.0, help="gamma arrivals: coefficient of variation")
+    s.add_argument("--trace", help="CSV/JSONL with arrival, prompt, output columns (replaces --qps)")
+    s.add_argument("--scheduler", default="vllm", help="vllm, sarathi or static")
+    s.add_argument("--max-batch", type=int, default=128, help="max running sequences per replica")
+    s.add_argument("--max-tokens", type=int, default=4096, help="max tokens per iteration")
+    s.add_argument("--replicas", type=int, default=1)
+    s.add_argument("--router", default="round_robin", help="round_robin or least_outstanding")
+    s.add_argument("--memory-margin", type=float, default=0.10, help="fraction of device memory left unused")
+    s.add_argument("--cpu-overhead-ms", type=float, default=0.0, help="CPU overhead per iteration (ms)")
+    s.add_argument("--eager", action="store_true", help="eager kernel launches instead of CUDA graphs")
+    s.add_argument("--slo-ttft", type=float, default=2.0, help="SLO on time to first token (s)")
+    s.add_argument("--slo-tpot", type=float, default=0.1, help="SLO on time per output token (s)")
+    s.add_argument("--find-max-qps", action="store_true", help="bisect for the highest rate meeting the SLO")
+    s.add_argument("--attainment", type=float, default=0.9, help="with --find-max-qps: fraction meeting the SLO")
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--set", action="append", metavar="KEY=NUMBER", help="override a device number")
+    s.add_argument("--csv", help="write the summary table to this CSV file")
+    s.add_argument("--requests-csv", help="write the per-request table to this CSV file")
+    s.set_defaults(func=cmd_serve)
+
     s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")
     s.add_argument("-o", "--out", default="mpqsim-demo", help="folder for the demo's CSV files")
     s.set_defaults(func=cmd_demo)
@@ -362,7 +446,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "precision", None) is None and getattr(args, "map", None) is None \
-                and args.command == "latency":
+                and args.command in ("latency", "serve"):
             args.precision = "bf16"
         return args.func(args)
     except InputError as e:

@@ -1,0 +1,148 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from hwmodels import load_device
+from mpqsim import InputError
+from quant.precision import PrecisionMap, preset_map
+from quant.formats import parse_format
+from sim.costmodel import prepare, price
+from sim.serving import ReplicaModel, SLO, ServingConfig, max_qps, simulate
+from sim.workload_gen import Lengths, read_trace, synthetic
+from workloads import load_model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return load_model("llama-2-7b"), load_device("a100-80gb")
+
+
+def run(setup, n=200, qps=4.0, prompt=256, output=32, cfg=ServingConfig(), seed=1, pmap="bf16", **kw):
+    spec, dev = setup
+    reqs = synthetic(n, qps, Lengths(prompt, **kw.pop("pk", {})), Lengths(output, **kw.pop("ok", {})), seed=seed)
+    return simulate(spec, kw.pop("device", dev), preset_map(pmap) if isinstance(pmap, str) else pmap, reqs, cfg)
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi", "static"])
+def test_every_request_completes_once_and_runs_are_deterministic(setup, scheduler):
+    cfg = ServingConfig(scheduler=scheduler, max_batch=32, max_tokens=1024)
+    a, sa = run(setup, cfg=cfg, pk=dict(dist="uniform", spread=100), ok=dict(dist="lognormal", spread=0.5))
+    b, sb = run(setup, cfg=cfg, pk=dict(dist="uniform", spread=100), ok=dict(dist="lognormal", spread=0.5))
+    assert a.equals(b) and sa == sb
+    assert a.completion.notna().all() and len(a) == 200 and a.rid.is_unique
+    assert (a.arrival <= a.scheduled).all() and (a.scheduled < a.first_token).all()
+    assert (a.first_token <= a.completion).all()
+    assert sa["requests"] == 200 and sa["iterations"] > 0
+
+
+def test_littles_law(setup):
+    per, s = run(setup, n=3000, qps=5.0, prompt=256, output=64, seed=3)
+    lam_w = s["requests_per_s"] * s["mean_latency_s"]
+    assert abs(s["mean_in_system"] - lam_w) / lam_w < 0.05
+
+
+def test_one_request_at_a_time_equals_the_closed_form(setup):
+    spec, dev = setup
+    cfg = ServingConfig(cpu_overhead_s=0.0005)
+    prompt, output = 300, 12
+    reqs = pd.DataFrame(dict(arrival=[0.0, 100.0, 200.0], prompt=[prompt] * 3, output=[output] * 3))
+    per, _ = simulate(spec, dev, preset_map("bf16"), reqs, cfg)
+    priced = prepare(spec, preset_map("bf16"))
+    q = [prompt] + [1] * (output - 1)
+    past = [0] + [prompt + k - 1 for k in range(1, output)]
+    t, _, _ = price(priced, [dev], [0] * output, [1] * output, q, past)
+    expected = t.sum() + output * cfg.cpu_overhead_s
+    assert np.allclose(per.e2e, expected, rtol=1e-9)
+    assert np.allclose(per.ttft, t[0] + cfg.cpu_overhead_s, rtol=1e-9)
+
+
+def test_kv_capacity_follows_the_formats(setup):
+    spec, dev = setup
+    cfg = ServingConfig()
+    base = ReplicaModel(spec, preset_map("bf16"), dev, cfg)
+    heavy_kv = ReplicaModel(spec, PrecisionMap(name="kv32", kv_cache=parse_format("fp32")), dev, cfg)
+    light_kv = ReplicaModel(spec, preset_map("fp8-kv8"), dev, cfg)
+    light_w = ReplicaModel(spec, preset_map("w4a16"), dev, cfg)
+    assert heavy_kv.kv_capacity_tokens < base.kv_capacity_tokens < light_kv.kv_capacity_tokens
+    assert light_w.kv_capacity_tokens > base.kv_capacity_tokens
+    assert base.kv_bytes_per_token == pytest.approx(2 * 32 * 4096 * 2)
+
+
+def test_kv_exhaustion_preempts_and_everything_still_finishes(setup):
+    spec, _ = setup
+    small = load_device("a100-40gb")
+    per, s = run(setup, n=120, qps=50.0, prompt=1024, output=1024, device=small,
+                 cfg=ServingConfig(max_batch=256, max_tokens=8192))
+    assert s["preemptions"] > 0 and per.completion.notna().all()
+    assert s["kv_util_max"] > 0.9
+
+
+def test_sarathi_keeps_decodes_flowing_during_prefills(setup):
+    vllm = run(setup, n=300, qps=8, prompt=2048, output=64, cfg=ServingConfig(max_tokens=4096))[1]
+    sarathi = run(setup, n=300, qps=8, prompt=2048, output=64, cfg=ServingConfig("sarathi", max_tokens=512))[1]
+    assert sarathi["tbt_p99_s"] < vllm["tbt_p99_s"]  # no decode stall behind a whole 2048-token prefill
+
+
+def test_replicas_and_routers(setup):
+    one = run(setup, n=400, qps=12, cfg=ServingConfig())[1]
+    for router in ("round_robin", "least_outstanding"):
+        two = run(setup, n=400, qps=12, cfg=ServingConfig(replicas=2, router=router))[1]
+        assert two["e2e_p50_s"] < one["e2e_p50_s"] and two["batch_mean"] < one["batch_mean"]
+
+
+def test_trace_input(setup, tmp_path):
+    spec, dev = setup
+    p = tmp_path / "t.csv"
+    pd.DataFrame(dict(arrival=[0.5, 0.0, 1.0], prompt=[100, 200, 50], output=[5, 10, 20])).to_csv(p, index=False)
+    reqs = read_trace(p)
+    assert list(reqs.arrival) == [0.0, 0.5, 1.0]
+    per, s = simulate(spec, dev, preset_map("bf16"), reqs)
+    assert s["requests"] == 3 and per.completion.notna().all()
+    (tmp_path / "bad.csv").write_text("time,prompt\n1,2\n")
+    with pytest.raises(InputError, match="lacks column"):
+        read_trace(tmp_path / "bad.csv")
+
+
+def test_max_qps_meets_the_slo(setup):
+    spec, dev = setup
+    slo = SLO(ttft_s=0.5, tpot_s=0.03)
+
+    def stream(q):
+        return synthetic(150, q, Lengths(512), Lengths(64), seed=5)
+
+    best, probes = max_qps(spec, dev, preset_map("bf16"), stream, slo=slo, attainment=0.9, lo=0.5, hi=8, tol=0.1)
+    assert best > 0.5
+    assert (probes[probes.qps <= best].slo_attainment >= 0.9).all()
+    assert (probes[probes.qps > best * 1.1].slo_attainment < 0.9).any()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--qps", "0"], "must be > 0"),
+    (["--qps", "-1"], "must be > 0"),
+    (["-m", "llama-3.1-405b"], "short by"),
+    (["--prompt", "4000", "--output", "200"], "context window"),
+    (["--trace", "/nonexistent.csv"], "not found"),
+    (["--scheduler", "fifo"], "unknown scheduler"),
+    (["--prompt", "5000", "--output", "1", "-m", "llama-3.1-8b", "--max-tokens", "4096"], "max-tokens"),
+])
+def test_bad_input(capsys, args, msg):
+    from sim.cli import main
+
+    base = ["serve", "-m", "llama-2-7b", "-d", "a100-80gb", "--requests", "20"]
+    if "-m" in args:
+        i = args.index("-m")
+        base[2] = args[i + 1]
+        args = args[:i] + args[i + 2:]
+    code = main(base + args)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, err
+
+
+def test_serve_cli(capsys, tmp_path):
+    from sim.cli import main
+
+    code = main(["serve", "-m", "llama-2-7b", "-d", "a100-80gb", "-p", "bf16,w4a16", "--qps", "2", "--requests", "50",
+                 "--requests-csv", str(tmp_path / "r.csv"), "--csv", str(tmp_path / "s.csv")])
+    out = capsys.readouterr().out
+    assert code == 0 and "w4a16" in out
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 100 and len(pd.read_csv(tmp_path / "s.csv")) == 2
