@@ -31,7 +31,7 @@ Each entry may carry a ``note`` (why an estimate is plausible, how a figure was 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -231,8 +231,3 @@ def load_device(name_or_path: str, overrides: dict | None = None) -> DeviceSpec:
         msg = " ".join(str(e).split())
         raise InputError(f"malformed YAML in {where}: {msg}") from None
     return parse_device(doc, where, overrides)
-
-
-def with_changes(device: DeviceSpec, **changes) -> DeviceSpec:
-    """A copy of a device with some fields replaced (for sweeps over hypothetical hardware)."""
-    return replace(device, **changes)

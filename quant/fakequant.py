@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from mpqsim import InputError
-from quant.formats import Format, parse_format
+from quant.formats import Format
 from quant.precision import PrecisionMap
 from quant.quantize import quantize
 from workloads.optable import build_optable, op_names

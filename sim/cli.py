@@ -350,21 +350,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", help="also write the table to this CSV file")
     s.set_defaults(func=cmd_quantize_stats)
 
+    def model_device_precision(s, devices="device name(s), comma-separated, or a YAML path"):
+        s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
+        s.add_argument("-d", "--device", required=True, help=devices)
+        s.add_argument("-p", "--precision", default=None, help="preset(s), comma-separated (see 'mpqsim presets'; "
+                                                               "default bf16)")
+        s.add_argument("--map", help="precision-map JSON (op name -> weight/act formats, KV format)")
+        s.add_argument("--eager", action="store_true", help="eager kernel launches instead of CUDA graphs")
+        s.add_argument("--set", action="append", metavar="KEY=NUMBER",
+                       help="override a device number, e.g. --set memory_bandwidth_tbs=4 --set peak_tflops.mxint4=8000")
+
     s = sub.add_parser("latency", help="prefill/decode latency and memory of a model on devices",
                        description="Price prefill and one decode step with the roofline cost model.")
-    s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
-    s.add_argument("-d", "--device", required=True, help="device name(s), comma-separated, or a YAML path")
+    model_device_precision(s)
     s.add_argument("-b", "--batch", default="1", help="batch sizes, comma-separated (default 1)")
     s.add_argument("--prompt", type=int, default=1024, help="prompt tokens to prefill (default 1024)")
     s.add_argument("--context", type=int, default=1024, help="context length of the decode step (default 1024)")
     s.add_argument("--chunk", type=int, default=None, help="prefill in chunks of this many tokens")
-    s.add_argument("-p", "--precision", default=None, help="preset(s), comma-separated (see 'mpqsim presets')")
-    s.add_argument("--map", help="precision-map JSON (op name -> weight/act formats, KV format)")
     s.add_argument("--per-op", action="store_true", help="explain every op: shape, unit, bytes, bound, time")
-    s.add_argument("--eager", action="store_true", help="eager kernel launches instead of CUDA graphs")
     s.add_argument("--unfused-attention", action="store_true", help="materialise attention scores (no FlashAttention)")
-    s.add_argument("--set", action="append", metavar="KEY=NUMBER",
-                   help="override a device number, e.g. --set memory_bandwidth_tbs=4 --set peak_tflops.mxint4=8000")
     s.add_argument("--csv", help="also write the full table to this CSV file")
     s.set_defaults(func=cmd_latency)
 
@@ -404,10 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="simulate serving under load (SimPy): throughput, TTFT/TPOT, goodput",
                        description="Discrete-event simulation of LLM serving priced by the cost model.")
-    s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
-    s.add_argument("-d", "--device", required=True, help="device name or YAML path")
-    s.add_argument("-p", "--precision", default=None, help="preset(s), comma-separated (default bf16)")
-    s.add_argument("--map", help="precision-map JSON")
+    model_device_precision(s, devices="device name or YAML path")
     s.add_argument("--qps", default="2", help="request rates, comma-separated (requests/s)")
     s.add_argument("--requests", type=int, default=1000, help="requests per run (default 1000)")
     s.add_argument("--prompt", type=int, default=512, help="prompt tokens (mean)")
@@ -425,13 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--router", default="round_robin", help="round_robin or least_outstanding")
     s.add_argument("--memory-margin", type=float, default=0.10, help="fraction of device memory left unused")
     s.add_argument("--cpu-overhead-ms", type=float, default=0.0, help="CPU overhead per iteration (ms)")
-    s.add_argument("--eager", action="store_true", help="eager kernel launches instead of CUDA graphs")
     s.add_argument("--slo-ttft", type=float, default=2.0, help="SLO on time to first token (s)")
     s.add_argument("--slo-tpot", type=float, default=0.1, help="SLO on time per output token (s)")
     s.add_argument("--find-max-qps", action="store_true", help="bisect for the highest rate meeting the SLO")
     s.add_argument("--attainment", type=float, default=0.9, help="with --find-max-qps: fraction meeting the SLO")
     s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--set", action="append", metavar="KEY=NUMBER", help="override a device number")
     s.add_argument("--csv", help="write the summary table to this CSV file")
     s.add_argument("--requests-csv", help="write the per-request table to this CSV file")
     s.set_defaults(func=cmd_serve)

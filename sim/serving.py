@@ -154,7 +154,7 @@ class Replica:
                 yield self.wake
                 continue
             dt, flops = self.model.iteration(batch)
-            stats.iteration(len(batch), sched.kv.used_fraction, dt, flops, env.now)
+            stats.iteration(len(batch), sched.kv.used_fraction, dt, flops)
             yield env.timeout(dt)
             now = env.now
             for r, q, _ in batch:
@@ -210,7 +210,7 @@ class Stats:
         if self.left == 0:
             self.done.succeed()
 
-    def iteration(self, size: int, kv: float, dt: float, flops: float, now: float) -> None:
+    def iteration(self, size: int, kv: float, dt: float, flops: float) -> None:
         self.batch_sizes.append(size)
         self.kv_used.append(kv)
         self.durations.append(dt)
