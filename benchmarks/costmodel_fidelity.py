@@ -28,7 +28,7 @@ import pandas as pd
 
 from hwmodels import load_device
 from quant.precision import OpFormats, PrecisionMap, preset_map
-from sim.costmodel import prepare, prepare_table, price
+from sim.costmodel import assign, assign_table, lower, price
 from workloads import load_model
 from workloads.optable import AV, LINEAR, QK, SOFTMAX, VECTOR, table_from_rows
 
@@ -45,7 +45,7 @@ def _vector(fpt, ipt, opt, w=0):
     return [dict(name="op", role="vector", kind=VECTOR, fpt=fpt, ipt=ipt, opt=opt, w_elems=w, params=w)]
 
 
-ATTN = dict(heads=HEADS, kv_heads=HEADS, head_dim=HD, fused=1)
+ATTN = dict(heads=HEADS, kv_heads=HEADS, head_dim=HD)  # fused (FlashAttention) by default when lowered
 VIDUR_OPS = {
     "attn_pre_proj": _linear(3 * H, H),
     "attn_post_proj": _linear(H, H),
@@ -57,8 +57,8 @@ VIDUR_OPS = {
     "attn_rope": _vector(3 * 2 * H, 2 * H, 2 * H),
     "add": _vector(H, 2 * H, H),
     "attn_decode": [dict(name="qk", role="attention", kind=QK, **ATTN),
-                    dict(name="softmax", role="vector", kind=SOFTMAX, launches=0, **ATTN),
-                    dict(name="av", role="attention", kind=AV, launches=0, **ATTN)],
+                    dict(name="softmax", role="vector", kind=SOFTMAX, **ATTN),
+                    dict(name="av", role="attention", kind=AV, **ATTN)],
 }
 VIDUR_OPS["attn_prefill"] = VIDUR_OPS["attn_decode"]
 GEMM_SHAPES = {"qkv_proj": (3 * H, H), "o_proj": (H, H), "gate_up_proj": (2 * INTER, H),
@@ -74,9 +74,8 @@ def _no_launch(name):
 
 
 def _predict(rows, pmap, device, batch, q, past):
-    priced = prepare_table(table_from_rows(rows), pmap)
-    t, _, _ = price(priced, [device], np.zeros(len(batch), int), batch, q, past)
-    return t
+    lowered = lower(assign_table(table_from_rows(rows), pmap), [device])
+    return price(lowered, device=0, batch=batch, q=q, past=past)["time"]
 
 
 def vidur(ref: Path) -> pd.DataFrame:
@@ -119,13 +118,13 @@ def h100_e2e(path: Path) -> pd.DataFrame:
     launches."""
     d = pd.read_csv(path)
     spec = load_model("llama-2-7b")
-    priced = prepare(spec, preset_map("bf16"))
+    model = assign(spec, preset_map("bf16"))
     out = []
     for phase, col, dev in (("prefill", "kernel_ms", _no_launch("h100-sxm")),
                             ("decode_cuda_graph", "wall_ms", load_device("h100-sxm"))):
         g = d[d.phase == phase]
-        t, _, _ = price(priced, [dev], np.zeros(len(g), int), g.batch.to_numpy(float), g.q.to_numpy(float),
-                        g.past.to_numpy(float))
+        t = price(lower(model, [dev]), device=0, batch=g.batch.to_numpy(float), q=g.q.to_numpy(float),
+                  past=g.past.to_numpy(float))["time"]
         out.append(pd.DataFrame(dict(source="h100_e2e_hf", gpu="h100", op=f"llama-2-7b:{phase}", m=g.batch.to_numpy(),
                                      measured_ms=g[col].to_numpy(), predicted_ms=t * 1e3)))
     return pd.concat(out, ignore_index=True)

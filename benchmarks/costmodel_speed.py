@@ -28,7 +28,7 @@ numba.config.NUMBA_NUM_THREADS = 1  # the kernel is serial anyway; make it expli
 
 from hwmodels import bundled_devices, load_device  # noqa: E402
 from quant.precision import preset_map  # noqa: E402
-from sim.costmodel import device_arrays, prepare, price  # noqa: E402
+from sim.costmodel import assign, configs, lower, price  # noqa: E402
 from sim.latency import latency_table  # noqa: E402
 from workloads import bundled_models, load_model  # noqa: E402
 
@@ -43,23 +43,20 @@ def kernel_throughput(reps: int = 5) -> dict:
     contexts = np.arange(1, 4097, 8)
     out = {}
     for prec in ("bf16", "mxint4"):
-        priced = prepare(spec, preset_map(prec))
-        arrays = device_arrays(priced, devices)
+        lowered = lower(assign(spec, preset_map(prec)), devices)
         d, b, c = np.meshgrid(np.arange(len(devices)), BATCHES, contexts, indexing="ij")
         n = d.size
         # decode (q=1, past=c-1) and prefill (q=c, past=0) configurations
-        cfg_dev = np.concatenate([d.ravel(), d.ravel()])
-        cfg_b = np.concatenate([b.ravel(), b.ravel()]).astype(float)
-        cfg_q = np.concatenate([np.ones(n), c.ravel()]).astype(float)
-        cfg_p = np.concatenate([c.ravel() - 1, np.zeros(n)]).astype(float)
-        price(priced, devices, cfg_dev[:10], cfg_b[:10], cfg_q[:10], cfg_p[:10], dev_arrays=arrays)  # JIT warm-up
+        cfg = configs(device=np.concatenate([d.ravel(), d.ravel()]), batch=np.concatenate([b.ravel(), b.ravel()]),
+                      q=np.concatenate([np.ones(n), c.ravel()]), past=np.concatenate([c.ravel() - 1, np.zeros(n)]))
+        price(lowered, cfg[:10])  # JIT warm-up
         best = float("inf")
         for _ in range(reps):
             t0 = time.perf_counter()
-            price(priced, devices, cfg_dev, cfg_b, cfg_q, cfg_p, dev_arrays=arrays)
+            price(lowered, cfg)
             best = min(best, time.perf_counter() - t0)
-        op_cfgs = len(cfg_dev) * len(priced.table)
-        out[prec] = dict(configurations=len(cfg_dev), ops=len(priced.table), op_configurations=op_cfgs,
+        op_cfgs = len(cfg) * len(lowered.ops)
+        out[prec] = dict(configurations=len(cfg), ops=len(lowered.ops), op_configurations=op_cfgs,
                          seconds=best, op_configurations_per_s=op_cfgs / best)
     return out
 

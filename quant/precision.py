@@ -25,9 +25,8 @@ import pandas as pd
 
 from mpqsim import InputError, choices_hint
 from quant.formats import Format, parse_format
+from workloads.optable import MATMUL_ROLES
 
-ROLES = ("linear", "expert", "router", "attention", "lm_head")
-MATMUL_ROLES = ROLES
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,9 @@ class PrecisionMap:
                 raise InputError(f"{where}: {what}: {e}") from None
 
         roles = doc.get("roles", {}) or {}
-        bad = set(roles) - set(ROLES)
+        bad = set(roles) - set(MATMUL_ROLES)
         if bad:
-            raise InputError(f"{where}: unknown role(s) {', '.join(sorted(bad))}; {choices_hint(ROLES)}")
+            raise InputError(f"{where}: unknown role(s) {', '.join(sorted(bad))}; {choices_hint(MATMUL_ROLES)}")
         ops = doc.get("ops", {}) or {}
         if not isinstance(ops, dict):
             raise InputError(f"{where}: 'ops' must map op names to formats")
@@ -183,7 +182,7 @@ def assign_formats(table: pd.DataFrame, pmap: PrecisionMap) -> pd.DataFrame:
     """Add ``weight_fmt`` / ``act_fmt`` / ``out_fmt`` / ``kv_fmt`` columns to an op table.
 
     Rows are split where the map gives different layers (or experts) of one row different formats,
-    so every output row has one format pair; ``layers``, ``experts``, ``repeat`` and ``experts_n``
+    so every output row has one format pair; ``layers``, ``expert_ids``, ``repeat`` and ``row_experts``
     describe the split rows. Element-wise and embedding ops get the map's high-precision format.
     """
     high = pmap.high
@@ -198,7 +197,7 @@ def assign_formats(table: pd.DataFrame, pmap: PrecisionMap) -> pd.DataFrame:
             out_rows.append(dict(row, weight_fmt=f.weight.name, act_fmt=f.act.name))
             continue
         layers = row["layers"] or (None,)
-        experts = row["experts"] or (None,)
+        experts = row["expert_ids"] or (None,)
         # per layer: the tuple of formats of its experts -> group identical layers
         by_layer: dict[tuple, list] = {}
         for i in layers:
@@ -211,9 +210,9 @@ def assign_formats(table: pd.DataFrame, pmap: PrecisionMap) -> pd.DataFrame:
             for f, exps in by_fmt.items():
                 sub = dict(row, weight_fmt=f.weight.name, act_fmt=f.act.name)
                 sub["layers"] = tuple(lay) if lay != [None] else ()
-                sub["experts"] = tuple(exps) if exps != [None] else ()
+                sub["expert_ids"] = tuple(exps) if exps != [None] else ()
                 sub["repeat"] = max(1, len(sub["layers"]))
-                sub["experts_n"] = len(sub["experts"])
+                sub["row_experts"] = len(sub["expert_ids"])
                 out_rows.append(sub)
     df = pd.DataFrame(out_rows)
     df["out_fmt"] = high.name
@@ -231,7 +230,7 @@ def quant_ratio(assigned: pd.DataFrame) -> float:
     bf16/fp16/fp32.
     """
     m = assigned[assigned["role"].isin(MATMUL_ROLES)]
-    params = m["params"] * m["repeat"] * np.maximum(m["experts_n"], 1)
+    params = m["params"] * m["repeat"] * np.maximum(m["row_experts"], 1)
     low = np.array([not parse_format(f).is_high_precision for f in m["weight_fmt"]])
     total = params.sum()
     return float(params[low].sum() / total) if total else 0.0

@@ -63,7 +63,7 @@ class SearchSpace:
             names = op_names(table.loc[[row.Index]], roles=(row.role,))
             total += row.params * len(names)
             if row.role in ("linear", "attention"):
-                for n, i in zip(names, [i for i in row.layers for _ in (row.experts or (None,))]):
+                for n, i in zip(names, [i for i in row.layers for _ in (row.expert_ids or (None,))]):
                     params[n] = float(row.params)
                     layer_of[n] = i
         if granularity == "matmul":

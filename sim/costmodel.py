@@ -1,18 +1,24 @@
-"""The roofline cost model: a Numba kernel over flat arrays of ops x configurations.
+"""The roofline cost model: price lowered ops at configurations, one Numba kernel, fields by name.
 
-For op j on device d at configuration c (batch, new tokens per sequence ``q``, cached ``past``)::
+Three steps (DESIGN.md): :func:`sim.assign.assign` (op table + precision map -> formats),
+:func:`sim.lowering.lower` (x devices -> units, kernels, rates, launches), :func:`price` (x
+configurations -> a :class:`CostTable`). For op j on device d at configuration c (batch, new
+tokens per sequence ``q``, cached ``past``), :func:`op_cost` gives::
 
-    time = max(flops * max(M, m_min) / M / (peak[unit] * eff_compute),    # compute
-               bytes / (bandwidth * eff_memory))                           # memory
-           + launches * launch_overhead
+    time = max(flops * max(M, m_min) / M / rate,         # compute: achieved rate of the op's unit
+               bytes / bandwidth)                         # memory: achieved bandwidth
+           + launches * launch_s
 
-``unit`` follows :mod:`sim.units`; bytes are weights (stored format, scale overhead included) +
-input activations (the op's activation format) + outputs (the high-precision format) + KV-cache
-reads and writes (the KV format); shapes and element counts come from
-:func:`workloads.optable.op_counts`, the same compiled code the op tables use. The ``max(M, m_min)``
-padding models GEMMs with fewer rows than the smallest tensor-core tile (a GEMV pays for a full
-tile of ``m_min`` rows); it is monotone, so time never falls as batch or context grow, and every efficiency
-is <= 1, so no op beats its roofline floor.
+Bytes are weights (stored format, scale overhead included) + input activations (the op's
+activation format) + outputs (the high-precision format) + attention scores where the lowered
+kernel materialises them + KV-cache reads and writes (the KV format); shapes and element counts
+come from :func:`workloads.optable.op_counts`, the same compiled code the op tables use. The
+``max(M, m_min)`` padding models GEMMs with fewer rows than the smallest tensor-core tile (a GEMV
+pays for a full tile of ``m_min`` rows); it is monotone, so time never falls as batch or context
+grow, and every efficiency is <= 1, so no op beats its roofline floor.
+
+Inputs and outputs are the record layouts of :mod:`sim.fields`; the kernels are compiled by
+:func:`sim.jit.kernel`, whose file cache is keyed on the sources they inline.
 """
 
 from __future__ import annotations
@@ -23,199 +29,187 @@ import numba
 import numpy as np
 import pandas as pd
 
-from hwmodels.spec import DeviceSpec
-from quant.formats import parse_format
-from quant.precision import PrecisionMap, assign_formats
-from sim.units import VECTOR, compute_unit
-from workloads.optable import (C_B, C_FLOPS, C_IN, C_KVR, C_KVW, C_M, C_OUT, C_W, COUNT_FIELDS,
-                               F_KIND, F_LAUNCH, F_REPEAT, QK, AV, VECTOR as K_VECTOR, SOFTMAX,
-                               EMBED, build_optable, op_array, op_counts, op_names)
-from workloads.spec import ModelSpec
+from sim.assign import AssignedModel, assign, assign_table
+from sim.fields import (CONFIG_DTYPE, COST_DTYPE, COST_TERMS, RULE_SUM, TOTAL_DTYPE, TOTAL_RULE, TOTAL_TERM,
+                        TOTALS, Cost, Iteration, records)
+from sim.jit import kernel
+from sim.lowering import KERNEL_NAMES, UNIT_NAMES, Lowered, lower
+from workloads.optable import AV, KIND_NAMES, QK, SOFTMAX, op_counts
 
-#: What the kernel writes per (configuration, op) when asked for detail.
-DETAIL_FIELDS = ("time", "t_compute", "t_memory", "flops", "bytes_w", "bytes_act", "bytes_kv", "m")
-D_TIME, D_TC, D_TM, D_FLOPS, D_BW, D_BA, D_BKV, D_M = range(len(DETAIL_FIELDS))
+N_TOTALS = len(TOTALS)
+N_TERMS = len(COST_TERMS)
 
 
-@numba.njit(cache=True, inline="always")
-def op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, batch, q, past, cnt, out):
-    """Roofline time of one instance of op ``j`` (no launch overhead) for (batch, q, past) on one
-    device (``rate``/``m_min`` are that device's per-op rows). Fills ``cnt`` (COUNT_FIELDS) and
-    ``out`` = (t_compute, t_memory, bytes_w, bytes_act, bytes_kv); returns max(t_compute, t_memory)."""
-    op_counts(ops, j, batch, q, past, cnt)
-    b_w = cnt[C_W] * wbytes[j] + cnt[C_B] * obytes[j]
-    b_a = cnt[C_IN] * abytes[j] + cnt[C_OUT] * obytes[j]
-    b_kv = (cnt[C_KVR] + cnt[C_KVW]) * kvbytes[j]
-    m = cnt[C_M]
-    pad = m_min[j] / m if m < m_min[j] else 1.0
-    t_c = cnt[C_FLOPS] * pad / rate[j] if cnt[C_FLOPS] > 0.0 else 0.0
-    t_m = (b_w + b_a + b_kv) / bw
-    out[0] = t_c
-    out[1] = t_m
-    out[2] = b_w
-    out[3] = b_a
-    out[4] = b_kv
-    return max(t_c, t_m)
+@numba.njit(inline="always")
+def op_cost(op, low, dev, batch, q, past):
+    """:data:`sim.fields.Cost` of one instance of op record ``op`` with lowered record ``low`` on
+    device record ``dev``, for ``batch`` sequences of ``q`` new tokens after ``past`` cached."""
+    cnt = op_counts(op, batch, q, past)
+    s_r = cnt.score_read if low.materialise_scores > 0 else 0.0
+    s_w = cnt.score_write if low.materialise_scores > 0 else 0.0
+    b_w = cnt.w_elems * op.wbytes + cnt.b_elems * op.obytes
+    b_a = (cnt.in_elems + s_r) * op.abytes + (cnt.out_elems + s_w) * op.obytes
+    b_kv = (cnt.kv_read + cnt.kv_write) * op.kvbytes
+    m = cnt.m
+    pad = low.m_min / m if m < low.m_min else 1.0
+    t_c = cnt.flops * pad / low.rate if cnt.flops > 0.0 else 0.0
+    t_m = (b_w + b_a + b_kv) / dev.bandwidth
+    t_l = low.launches * dev.launch_s
+    return Cost(time=max(t_c, t_m) + t_l, t_compute=t_c, t_memory=t_m, t_launch=t_l, flops=cnt.flops,
+                bytes_w=b_w, bytes_act=b_a, bytes_kv=b_kv, m=m, n=cnt.n, k=cnt.k, count=cnt.count)
 
 
-@numba.njit(cache=True)
-def price_kernel(ops, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, launch,
-                 cfg_dev, cfg_batch, cfg_q, cfg_past, total, act_peak, detail):
-    """Price every op of one model (one precision) at every configuration.
+@numba.njit(inline="always")
+def _accumulate(tot, cost, repeat):
+    """Add one op's cost into a configuration's totals by the rules of :data:`sim.fields.TOTALS`."""
+    for t in range(N_TOTALS):
+        v = cost[TOTAL_TERM[t]]
+        if TOTAL_RULE[t] == RULE_SUM:
+            tot[t] += v * repeat
+        elif v > tot[t]:
+            tot[t] = v
 
-    ops (n_ops, OP_FIELDS); wbytes/abytes/obytes/kvbytes (n_ops,) bytes per element;
-    rate (n_dev, n_ops) effective FLOP/s of the unit each op runs on; m_min (n_dev, n_ops)
-    (MMA tile rows; 0 = no padding); bw (n_dev,) effective bytes/s; launch (n_dev,) s per kernel;
-    cfg_* (n_cfg,). Writes total[c] (s, all layers), act_peak[c] (bytes, largest single-op
-    input + output) and, if detail has n_cfg rows, detail[c, j, DETAIL_FIELDS] per op instance.
+
+@kernel
+def price_kernel(ops, low, dev, cfg, totals, detail):
+    """Price every op at every configuration.
+
+    ops (n_ops,) OP_DTYPE; low (n_dev, n_ops) LOWERED_DTYPE; dev (n_dev,) DEVICE_DTYPE;
+    cfg (n_cfg,) CONFIG_DTYPE. Writes totals (n_cfg, TOTALS) and, if detail has n_cfg rows,
+    detail (n_cfg, n_ops, COST_TERMS): each op instance's cost, in registry order.
     """
     n_ops = ops.shape[0]
-    cnt = np.empty(len(COUNT_FIELDS))
-    parts = np.empty(5)
     want_detail = detail.shape[0] > 0
-    for c in range(cfg_dev.shape[0]):
-        d = cfg_dev[c]
-        rate_d, m_min_d, bw_d, launch_d = rate[d], m_min[d], bw[d], launch[d]
-        batch, q, past = cfg_batch[c], cfg_q[c], cfg_past[c]
-        t_sum = 0.0
-        peak_act = 0.0
+    for c in range(cfg.shape[0]):
+        x = cfg[c]
+        d = x.device
+        tot = totals[c]
+        for t in range(N_TOTALS):
+            tot[t] = 0.0
         for j in range(n_ops):
-            t = op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate_d, m_min_d, bw_d, batch, q, past, cnt,
-                        parts) + ops[j, F_LAUNCH] * launch_d
-            t_sum += t * ops[j, F_REPEAT]
-            if parts[3] > peak_act:
-                peak_act = parts[3]
+            op = ops[j]
+            r = op_cost(op, low[d, j], dev[d], x.batch, x.q, x.past)
+            _accumulate(tot, r, op.repeat)
             if want_detail:
-                detail[c, j, D_TIME] = t
-                detail[c, j, D_TC] = parts[0]
-                detail[c, j, D_TM] = parts[1]
-                detail[c, j, D_FLOPS] = cnt[C_FLOPS]
-                detail[c, j, D_BW] = parts[2]
-                detail[c, j, D_BA] = parts[3]
-                detail[c, j, D_BKV] = parts[4]
-                detail[c, j, D_M] = cnt[C_M]
-        total[c] = t_sum
-        act_peak[c] = peak_act
+                for t in range(N_TERMS):
+                    detail[c, j, t] = r[t]
 
 
-@numba.njit(cache=True)
-def iteration_kernel(ops, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, launch, seqs, tokens,
-                     n_decode, decode_ctx_sum, pre_q, pre_past, out):
-    """Time and FLOPs of one serving iteration on one device: a batch of ``seqs`` sequences with
-    ``tokens`` new tokens in all, of which ``n_decode`` decode sequences (contexts summing to
-    ``decode_ctx_sum``) and prefill chunks (``pre_q`` new tokens after ``pre_past`` cached each).
+@kernel
+def iteration_kernel(ops, low, dev, it, pre_q, pre_past):
+    """:data:`sim.fields.Iteration` (seconds, FLOPs) of one serving iteration on one device.
 
-    Token-wise ops (projections, MLP, norms, embeddings) see all ``tokens`` at once (lm_head one
-    row per sequence). Attention ops sum the work of each prefill chunk and of the decode group,
-    priced as ``n_decode`` sequences at their mean context (exact where attention work is linear
-    in the context, i.e. without a sliding window shorter than the contexts), one launch per op.
-    Writes out[0] = seconds, out[1] = FLOPs.
+    ``it`` (an ITERATION_DTYPE record): ``seqs`` sequences with ``tokens`` new tokens in all, of
+    which ``n_decode`` decode sequences (contexts summing to ``decode_ctx_sum``), plus prefill
+    chunks (``pre_q[i]`` new tokens after ``pre_past[i]`` cached each). Token-wise ops
+    (projections, MLP, norms, embeddings) see all ``tokens`` at once (lm_head one row per
+    sequence). Attention ops sum the work of each prefill chunk and of the decode group, priced as
+    ``n_decode`` sequences at their mean context (exact where attention work is linear in the
+    context, i.e. without a sliding window shorter than the contexts), one launch per op.
     """
-    cnt = np.empty(len(COUNT_FIELDS))
-    parts = np.empty(5)
     t_sum = 0.0
     flops = 0.0
     for j in range(ops.shape[0]):
-        kind = int(ops[j, F_KIND])
-        reps = ops[j, F_REPEAT]
+        op = ops[j]
+        lj = low[j]
+        kind = int(op.kind)
         if kind == QK or kind == AV or kind == SOFTMAX:
             t = 0.0
             f = 0.0
-            if n_decode > 0:
-                t += op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, float(n_decode), 1.0,
-                             decode_ctx_sum / n_decode - 1.0, cnt, parts)
-                f += cnt[C_FLOPS]
+            if it.n_decode > 0:
+                r = op_cost(op, lj, dev, it.n_decode, 1.0, it.decode_ctx_sum / it.n_decode - 1.0)
+                t += max(r.t_compute, r.t_memory)
+                f += r.flops
             for i in range(pre_q.shape[0]):
-                t += op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, 1.0, pre_q[i], pre_past[i],
-                             cnt, parts)
-                f += cnt[C_FLOPS]
+                r = op_cost(op, lj, dev, 1.0, pre_q[i], pre_past[i])
+                t += max(r.t_compute, r.t_memory)
+                f += r.flops
+            t_sum += (t + lj.launches * dev.launch_s) * op.repeat
         else:
-            t = op_time(ops, j, wbytes, abytes, obytes, kvbytes, rate, m_min, bw, float(seqs), tokens / seqs, 0.0,
-                        cnt, parts)
-            f = cnt[C_FLOPS]
-        t_sum += (t + ops[j, F_LAUNCH] * launch) * reps
-        flops += f * reps
-    out[0] = t_sum
-    out[1] = flops
+            r = op_cost(op, lj, dev, it.seqs, it.tokens / it.seqs, 0.0)
+            t_sum += r.time * op.repeat
+            f = r.flops
+        flops += f * op.repeat
+    return Iteration(time=t_sum, flops=flops)
 
 
-@dataclass
-class PricedModel:
-    """A model's op table under one precision map, as the arrays the kernel prices."""
+# ---------------------------------------------------------------- the priced result
+@dataclass(frozen=True)
+class CostTable:
+    """What :func:`price` returns: per configuration, totals by name; per op, every cost term.
 
-    spec: ModelSpec | None
-    pmap: PrecisionMap
-    table: pd.DataFrame          # op table with weight_fmt / act_fmt / out_fmt / kv_fmt columns
-    ops: np.ndarray
-    wbytes: np.ndarray
-    abytes: np.ndarray
-    obytes: np.ndarray
-    kvbytes: np.ndarray
-    weight_bytes: float          # stored weights: parameters in their weight format, biases in the output format
-    kv_coef: np.ndarray          # per attention row: KV bytes per held token (all its layers)
-    kv_window: np.ndarray        # per attention row: sliding window (0 = holds the whole context)
+    ``configs`` (n,) CONFIG_DTYPE; ``totals`` (n,) TOTAL_DTYPE (``totals["time"]`` in s,
+    ``totals["act_peak"]`` in bytes, ...); ``detail`` (n, n_ops) COST_DTYPE (one op instance;
+    multiply by ``repeat`` for all layers) or None when not asked for.
+    """
 
-    def kv_bytes(self, batch, context) -> np.ndarray:
-        """KV-cache bytes held for ``batch`` sequences of ``context`` tokens (array-broadcasting)."""
-        batch, context = np.asarray(batch, float), np.asarray(context, float)
-        held = np.where(self.kv_window > 0, np.minimum(context[..., None], self.kv_window), context[..., None])
-        return batch * (held * self.kv_coef).sum(axis=-1)
+    lowered: Lowered
+    configs: np.ndarray
+    totals: np.ndarray
+    detail: np.ndarray | None = None
 
+    def __len__(self) -> int:
+        return len(self.configs)
 
-def prepare(spec: ModelSpec, pmap: PrecisionMap, fused_attention: bool = True) -> PricedModel:
-    """Build the op table of ``spec``, apply ``pmap`` and turn it into kernel arrays."""
-    return prepare_table(build_optable(spec, fused_attention=fused_attention), pmap, spec)
+    def __getitem__(self, name: str) -> np.ndarray:
+        """A total by name (``ct["time"]``), or a per-op term (``ct["op.t_memory"]``)."""
+        if name.startswith("op."):
+            if self.detail is None:
+                raise KeyError(f"{name}: priced without detail (price(..., detail=True))")
+            return self.detail[name[3:]]
+        return self.totals[name]
 
+    @property
+    def repeat(self) -> np.ndarray:
+        return self.lowered.ops["repeat"]
 
-def prepare_table(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None = None) -> PricedModel:
-    """Apply ``pmap`` to any op table (a model's, or an ad-hoc one such as a single GEMM)."""
-    pmap.validate(op_names(table))
-    t = assign_formats(table, pmap)
-    bpe = lambda col: np.array([parse_format(f).bytes_per_element for f in t[col]])  # noqa: E731
-    wb, ab, ob, kvb = bpe("weight_fmt"), bpe("act_fmt"), bpe("out_fmt"), bpe("kv_fmt")
-    inst = (t["repeat"] * np.maximum(t["experts_n"], 1)).to_numpy()
-    bias = t["b_elems"].to_numpy()
-    weight_bytes = float((((t["params"].to_numpy() - bias) * wb + bias * ob) * inst).sum())
-    attn = t["kind"].isin([QK, AV]).to_numpy()  # QK rows hold K, AV rows hold V
-    kv_coef = (t["repeat"] * t["kv_heads"] * t["head_dim"]).to_numpy()[attn] * kvb[attn]
-    return PricedModel(spec, pmap, t, op_array(t), wb, ab, ob, kvb, weight_bytes, kv_coef,
-                       t["window"].to_numpy(dtype=float)[attn])
-
-
-def op_units(priced: PricedModel, device: DeviceSpec) -> list[str]:
-    """The compute unit of every op row on ``device`` (``vector`` for element-wise ops)."""
-    t = priced.table
-    return [VECTOR if k in (K_VECTOR, SOFTMAX, EMBED) else compute_unit(device, w, a)
-            for k, w, a in zip(t["kind"], t["weight_fmt"], t["act_fmt"])]
-
-
-def device_arrays(priced: PricedModel, devices: list[DeviceSpec], eager: bool = False):
-    """Per-device kernel inputs: rate and m_min (n_dev, n_ops), bandwidth and launch (n_dev,)."""
-    n_ops = len(priced.table)
-    rate = np.empty((len(devices), n_ops))
-    m_min = np.zeros((len(devices), n_ops))
-    for d, dev in enumerate(devices):
-        for j, u in enumerate(op_units(priced, dev)):
-            if u == VECTOR:
-                rate[d, j] = dev.vector_flops * dev.eff_vector
-            else:
-                rate[d, j] = dev.peak(u) * dev.compute_efficiency(u)
-                m_min[d, j] = dev.eff_m_min
-    bw = np.array([dev.bandwidth * dev.eff_memory for dev in devices])
-    launch = np.array([dev.launch_eager_s if eager else dev.launch_s for dev in devices])
-    return rate, m_min, bw, launch
+    def to_frame(self, per_op: bool = False) -> pd.DataFrame:
+        """Configurations x totals; or, with ``per_op``, configurations x ops x cost terms (long form,
+        with op name, kind, unit, kernel and ``repeat``)."""
+        cfg = pd.DataFrame({f: self.configs[f] for f in self.configs.dtype.names})
+        cfg.insert(1, "device_name", [self.lowered.devices[d].name for d in self.configs["device"]])
+        if not per_op:
+            return pd.concat([cfg, pd.DataFrame({f: self.totals[f] for f in TOTAL_DTYPE.names})], axis=1)
+        if self.detail is None:
+            raise ValueError("priced without detail: price(..., detail=True)")
+        n, n_ops = self.detail.shape
+        model = self.lowered.model
+        kinds = model.column("kind")
+        d_idx = self.configs["device"]
+        out = cfg.loc[np.repeat(np.arange(n), n_ops)].reset_index(drop=True)
+        out["op"] = np.tile(model.names, n)
+        out["kind"] = np.tile([KIND_NAMES[k] for k in kinds], n)
+        out["unit"] = [UNIT_NAMES[int(u)] for u in self.lowered.per_op["unit"][d_idx].ravel()]
+        out["kernel"] = [KERNEL_NAMES[int(k)] for k in self.lowered.per_op["kernel"][d_idx].ravel()]
+        out["repeat"] = np.tile(self.repeat, n)
+        for f in COST_DTYPE.names:
+            out[f] = self.detail[f].ravel()
+        return out
 
 
-def price(priced: PricedModel, devices: list[DeviceSpec], cfg_dev, cfg_batch, cfg_q, cfg_past,
-          detail: bool = False, eager: bool = False, dev_arrays=None):
-    """Price configurations; returns (total seconds, activation-peak bytes, detail or None)."""
-    rate, m_min, bw, launch = dev_arrays or device_arrays(priced, devices, eager)
-    cfg_dev = np.ascontiguousarray(cfg_dev, dtype=np.int64)
-    n = cfg_dev.shape[0]
-    arr = lambda x: np.ascontiguousarray(np.broadcast_to(np.asarray(x, float), (n,)))  # noqa: E731
-    total, act = np.empty(n), np.empty(n)
-    det = np.zeros((n if detail else 0, len(priced.table), len(DETAIL_FIELDS)))
-    price_kernel(priced.ops, priced.wbytes, priced.abytes, priced.obytes, priced.kvbytes, rate,
-                 m_min, bw, launch, cfg_dev, arr(cfg_batch), arr(cfg_q), arr(cfg_past), total, act, det)
-    return total, act, (det if detail else None)
+def configs(device=0, batch=1, q=1, past=0) -> np.ndarray:
+    """Configurations as a CONFIG_DTYPE record array (arguments broadcast against each other)."""
+    return records(CONFIG_DTYPE, device=device, batch=batch, q=q, past=past)
 
+
+def price(lowered: Lowered, cfg: np.ndarray | None = None, *, detail: bool = False, **columns) -> CostTable:
+    """Price ``lowered`` at configurations: a CONFIG_DTYPE record array, or its fields by name
+    (``price(lw, device=0, batch=[1, 8], q=1, past=1023)``; missing fields take
+    :func:`configs`' defaults)."""
+    if cfg is None:
+        cfg = configs(**columns)
+    elif columns:
+        raise TypeError("give configurations either as a record array or by field, not both")
+    cfg = np.ascontiguousarray(cfg, dtype=CONFIG_DTYPE)
+    n, n_ops = len(cfg), len(lowered.ops)
+    if n and (cfg["device"].min() < 0 or cfg["device"].max() >= len(lowered.devices)):
+        raise IndexError(f"configuration device index out of range 0..{len(lowered.devices) - 1}")
+    totals = np.zeros((n, N_TOTALS))
+    det = np.zeros((n if detail else 0, n_ops, N_TERMS))
+    price_kernel(lowered.ops, lowered.per_op, lowered.device, cfg, totals, det)
+    return CostTable(lowered, cfg, totals.view(TOTAL_DTYPE).reshape(n),
+                     det.view(COST_DTYPE).reshape(n, n_ops) if detail else None)
+
+
+__all__ = ["AssignedModel", "assign", "assign_table", "lower", "Lowered", "price", "configs", "CostTable",
+           "op_cost", "price_kernel", "iteration_kernel"]

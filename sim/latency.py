@@ -14,9 +14,8 @@ import pandas as pd
 from hwmodels.spec import DeviceSpec
 from mpqsim import InputError
 from quant.precision import PrecisionMap
-from sim.costmodel import (D_BA, D_BKV, D_BW, D_FLOPS, D_TC, D_TIME, D_TM, PricedModel, op_units,
-                           prepare, price)
-from workloads.optable import KIND_NAMES, counts
+from sim.costmodel import AssignedModel, assign, lower, price
+from workloads.optable import KIND_NAMES
 from workloads.spec import ModelSpec
 
 GB = 1e9
@@ -55,10 +54,10 @@ def validate(spec: ModelSpec, batches, prompt: int, context: int, chunk: int | N
         raise InputError(f"prefill chunk must be > 0, got {chunk}")
 
 
-def memory(priced: PricedModel, batch, context, act_peak) -> dict:
+def memory(model: AssignedModel, batch, context, act_peak) -> dict:
     """Memory footprint (bytes): weights + KV cache at ``context`` tokens + peak activations."""
-    w = priced.weight_bytes
-    kv = priced.kv_bytes(batch, context)
+    w = model.weight_bytes
+    kv = model.kv_bytes(batch, context)
     return dict(weights=w, kv=kv, act=act_peak, total=w + kv + act_peak)
 
 
@@ -96,16 +95,18 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     grid_dev, grid_b = np.meshgrid([d.name for d in devices], batches, indexing="ij")
     capacity = np.array([d.memory_bytes for d in devices])[:, None]
     frames = []
+    q_val, past_val = np.array([p.q for p in ph])[p_idx], np.array([p.past for p in ph])[p_idx]
     for pmap in pmaps:
-        priced = prepare(spec, pmap, fused_attention)
-        total, act, det = price(priced, devices, d_idx, b_val, [ph[i].q for i in p_idx],
-                                [ph[i].past for i in p_idx], detail=True, eager=eager)
-        t_op = (det[:, :, D_TIME] * priced.table["repeat"].to_numpy()).reshape(*shape, -1)
-        mem_bound = (det[:, :, D_TM] >= det[:, :, D_TC]).reshape(*shape, -1)
+        model = assign(spec, pmap)
+        ct = price(lower(model, devices, eager, fused_attention), device=d_idx, batch=b_val, q=q_val, past=past_val,
+                   detail=True)
+        det = ct.detail
+        t_op = (det["time"] * ct.repeat).reshape(*shape, -1)
+        mem_bound = (det["t_memory"] >= det["t_compute"]).reshape(*shape, -1)
         t_mem, t_cmp = (t_op * mem_bound).sum(-1), (t_op * ~mem_bound).sum(-1)
-        total = total.reshape(shape)
+        total = ct["time"].reshape(shape)
         pre, dec = np.s_[..., :-1], np.s_[..., -1]
-        mem = memory(priced, grid_b, max(prompt, context), act.reshape(shape).max(-1))
+        mem = memory(model, grid_b, max(prompt, context), ct["act_peak"].reshape(shape).max(-1))
         pre_t, dec_t = total[pre].sum(-1), total[dec]
         frames.append(pd.DataFrame(dict(
             model=spec.name, device=grid_dev.ravel(), precision=pmap.name, batch=grid_b.ravel(), prompt=prompt,
@@ -121,33 +122,32 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
 def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch: int, prompt: int,
                  context: int, chunk: int | None = None, eager: bool = False,
                  fused_attention: bool = True) -> pd.DataFrame:
-    """Every op of every phase, explained: shape, formats, unit, FLOPs, bytes, bound and time.
+    """Every op of every phase, explained: shape, formats, unit, kernel, FLOPs, bytes, bound, time.
 
     ``time_us`` is one instance (one layer); ``total_us`` = ``time_us`` x ``repeat``; ``share``
     is the op's fraction of its phase's time. Bytes are in MB (1e6).
     """
     validate(spec, [batch], prompt, context, chunk)
-    priced = prepare(spec, pmap, fused_attention)
-    t = priced.table
-    units = op_units(priced, device)
+    model = assign(spec, pmap)
+    t = model.table
+    lw = lower(model, [device], eager, fused_attention)
     ph = phases(prompt, context, chunk)
-    _, _, det = price(priced, [device], [0] * len(ph), batch, [p.q for p in ph],
-                      [p.past for p in ph], detail=True, eager=eager)
+    det = price(lw, device=0, batch=batch, q=[p.q for p in ph], past=[p.past for p in ph], detail=True).detail
+    repeat = t["repeat"].to_numpy()
     frames = []
     for i, p in enumerate(ph):
-        c = counts(t, batch, p.q, p.past)
         d = det[i]
-        byts = d[:, D_BW] + d[:, D_BA] + d[:, D_BKV]
-        total = d[:, D_TIME] * t["repeat"].to_numpy()
+        byts = d["bytes_w"] + d["bytes_act"] + d["bytes_kv"]
+        total = d["time"] * repeat
         label = p.name if len(ph) == 2 or p.name == "decode" else f"{p.name}@{p.past}"
         frames.append(pd.DataFrame(dict(
             phase=label, op=t["name"], kind=[KIND_NAMES[k] for k in t["kind"]], repeat=t["repeat"],
-            weight_fmt=t["weight_fmt"], act_fmt=t["act_fmt"], kv_fmt=t["kv_fmt"], unit=units,
-            M=c["m"], N=c["n"], K=c["k"], count=c["count"], gflops=d[:, D_FLOPS] / 1e9,
-            weight_mb=d[:, D_BW] / 1e6, act_mb=d[:, D_BA] / 1e6, kv_mb=d[:, D_BKV] / 1e6,
-            intensity=np.divide(d[:, D_FLOPS], byts, out=np.zeros_like(byts), where=byts > 0),
-            bound=_bound(d[:, D_TM], d[:, D_TC]),
-            time_us=d[:, D_TIME] * 1e6, total_us=total * 1e6,
+            weight_fmt=t["weight_fmt"], act_fmt=t["act_fmt"], kv_fmt=t["kv_fmt"], unit=lw.units(0),
+            kernel=lw.kernels(0), M=d["m"], N=d["n"], K=d["k"], count=d["count"], gflops=d["flops"] / 1e9,
+            weight_mb=d["bytes_w"] / 1e6, act_mb=d["bytes_act"] / 1e6, kv_mb=d["bytes_kv"] / 1e6,
+            intensity=np.divide(d["flops"], byts, out=np.zeros_like(byts), where=byts > 0),
+            bound=_bound(d["t_memory"], d["t_compute"]),
+            time_us=d["time"] * 1e6, total_us=total * 1e6,
             share=total / total.sum())))
     out = pd.concat(frames, ignore_index=True)
     out.attrs.update(model=spec.name, device=device.name, precision=pmap.name, batch=batch)

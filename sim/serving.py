@@ -25,7 +25,8 @@ import simpy
 from hwmodels.spec import DeviceSpec
 from mpqsim import InputError
 from quant.precision import PrecisionMap
-from sim.costmodel import device_arrays, iteration_kernel, prepare, price
+from sim.costmodel import assign, iteration_kernel, lower, price
+from sim.fields import ITERATION_DTYPE
 from sim.schedulers import BLOCK_TOKENS, SCHEDULERS, KVCache, Request
 from workloads.spec import ModelSpec
 
@@ -68,13 +69,13 @@ class SLO:
 
 @dataclass
 class ReplicaModel:
-    """Cost-model arrays of one (model, precision, device) and the KV capacity they leave."""
+    """One (model, precision, device) lowered for the cost model, and the KV capacity it leaves."""
 
     spec: ModelSpec
     pmap: PrecisionMap
     device: DeviceSpec
     cfg: ServingConfig
-    arrays: tuple = field(init=False, repr=False)
+    lowered: object = field(init=False, repr=False)   # sim.lowering.Lowered on [device]
     kv_blocks: int = field(init=False)
     kv_bytes_per_token: float = field(init=False)
     weights_bytes: float = field(init=False)
@@ -82,14 +83,12 @@ class ReplicaModel:
     peak_flops: float = field(init=False)
 
     def __post_init__(self):
-        priced = prepare(self.spec, self.pmap)
-        rate, m_min, bw, launch = device_arrays(priced, [self.device], self.cfg.eager)
-        self.arrays = (priced.ops, priced.wbytes, priced.abytes, priced.obytes, priced.kvbytes, rate[0], m_min[0],
-                       float(bw[0]), float(launch[0]))
-        _, act, _ = price(priced, [self.device], [0], [1], [self.cfg.max_tokens], [0])
-        self.weights_bytes = priced.weight_bytes
+        model = assign(self.spec, self.pmap)
+        self.lowered = lower(model, [self.device], self.cfg.eager)
+        act = price(self.lowered, device=0, batch=1, q=self.cfg.max_tokens, past=0)["act_peak"]
+        self.weights_bytes = model.weight_bytes
         self.reserve_bytes = float(act[0])
-        self.kv_bytes_per_token = float(priced.kv_bytes(1, 1))
+        self.kv_bytes_per_token = float(model.kv_bytes(1, 1))
         usable = self.device.memory_bytes * (1 - self.cfg.memory_margin)
         free = usable - self.weights_bytes - self.reserve_bytes
         if free < BLOCK_TOKENS * self.kv_bytes_per_token:
@@ -99,7 +98,8 @@ class ReplicaModel:
                 f"{usable / GB:.1f} GB usable (short by {(-free + BLOCK_TOKENS * self.kv_bytes_per_token) / GB:.1f} GB)")
         self.kv_blocks = int(free // (BLOCK_TOKENS * self.kv_bytes_per_token))
         self.peak_flops = self.device.peak(self.device.high_unit)
-        self._out = np.empty(2)
+        self._kernel_args = (self.lowered.ops, self.lowered.per_op[0], self.lowered.device[0])
+        self._it = np.zeros(1, dtype=ITERATION_DTYPE)
         self._none = np.zeros(0)
 
     @property
@@ -121,8 +121,11 @@ class ReplicaModel:
             pq, pp = np.array(pre_q, dtype=np.float64), np.array(pre_past, dtype=np.float64)
         else:
             pq = pp = self._none
-        iteration_kernel(*self.arrays, float(len(batch)), tokens, n_dec, ctx_sum, pq, pp, self._out)
-        return float(self._out[0]) + self.cfg.cpu_overhead_s, float(self._out[1])
+        it = self._it
+        it["seqs"], it["tokens"], it["n_decode"], it["decode_ctx_sum"] = len(batch), tokens, n_dec, ctx_sum
+        ops, low, dev = self._kernel_args
+        cost = iteration_kernel(ops, low, dev, it[0], pq, pp)
+        return cost.time + self.cfg.cpu_overhead_s, cost.flops
 
 
 class Replica:

@@ -4,9 +4,9 @@ import pytest
 from hwmodels import bundled_devices, load_device
 from mpqsim import InputError
 from quant.precision import preset_map
-from sim.costmodel import D_BA, D_BKV, D_BW, D_FLOPS, D_TIME, op_units, prepare, price
+from sim.costmodel import assign, lower, price
 from sim.latency import check_fit, latency_table, per_op_table
-from sim.units import compute_unit
+from sim.lowering import compute_unit
 from workloads import load_model
 
 
@@ -39,15 +39,19 @@ def test_per_op_explains_the_totals(llama7b, h100):
 
 
 def test_precision_rule_w4a16_mx_on_h100(llama7b, h100):
-    priced = prepare(llama7b, preset_map("w4a16-mx"))
-    units = dict(zip(priced.table.name, op_units(priced, h100)))
+    model = assign(llama7b, preset_map("w4a16-mx"))
+    lw = lower(model, [h100])
+    units = dict(zip(model.names, lw.units(0)))
+    kernels = dict(zip(model.names, lw.kernels(0)))
     assert units["model.layers.{i}.self_attn.q_proj"] == "bf16"  # up-cast: Hopper has no MXINT4 unit
-    t = priced.table.set_index("name")
-    j = list(priced.table.name).index("model.layers.{i}.self_attn.q_proj")
-    assert priced.wbytes[j] == pytest.approx(4.25 / 8)  # reads 4.25-bit weights (4 + 8/32)
-    _, _, det = price(priced, [h100], [0], [1], [1], [1023], detail=True)
-    assert det[0, j, 4] == pytest.approx(4096 * 4096 * 4.25 / 8)
+    assert kernels["model.layers.{i}.self_attn.q_proj"] == "dequant_gemm"
+    t = model.table.set_index("name")
+    j = model.names.index("model.layers.{i}.self_attn.q_proj")
+    assert model.ops["wbytes"][j] == pytest.approx(4.25 / 8)  # reads 4.25-bit weights (4 + 8/32)
+    det = price(lw, device=0, batch=1, q=1, past=1023, detail=True).detail
+    assert det["bytes_w"][0, j] == pytest.approx(4096 * 4096 * 4.25 / 8)
     assert t.loc["lm_head", "weight_fmt"] == "bf16"
+    assert kernels["lm_head"] == "gemm" and kernels["model.layers.{i}.self_attn.qk"] == "flash_attention"
 
 
 @pytest.mark.parametrize("dev,w,a,unit", [
@@ -69,28 +73,22 @@ def test_compute_unit_rule(dev, w, a, unit):
     assert compute_unit(load_device(dev), w, a) == unit
 
 
-def _total(spec, dev, pmap, batch, q, past):
-    t, _, _ = price(prepare(spec, pmap), [dev], [0], [batch], [q], [past])
-    return t[0]
-
-
 @pytest.mark.parametrize("model", ["llama-2-7b", "mixtral-8x7b", "gemma-2-2b", "opt-125m", "qwen1.5-32b"])
 @pytest.mark.parametrize("precision", ["bf16", "w4a16", "mxint4", "fp8"])
 def test_monotone_in_batch_and_context(model, precision):
     spec = load_model(model)
     devices = [load_device(d) for d in bundled_devices()]
-    priced = prepare(spec, preset_map(precision))
+    lw = lower(assign(spec, preset_map(precision)), devices)
     batches = np.array([1, 2, 3, 8, 16, 17, 64, 128, 512])
     contexts = np.array([1, 2, 100, 1000, 2047, 2048])
     for d in range(len(devices)):
         for q in (1, 16, 256):
             grid_b, grid_c = np.meshgrid(batches, contexts, indexing="ij")
-            n = grid_b.size
-            t, _, det = price(priced, devices, [d] * n, grid_b.ravel(), [q] * n, grid_c.ravel(), detail=True)
-            t = t.reshape(grid_b.shape)
+            ct = price(lw, device=d, batch=grid_b.ravel(), q=q, past=grid_c.ravel(), detail=True)
+            t = ct["time"].reshape(grid_b.shape)
             assert (np.diff(t, axis=0) >= -1e-15).all(), "time fell as batch grew"
             assert (np.diff(t, axis=1) >= -1e-15).all(), "time fell as context grew"
-            per_op = det[:, :, D_TIME].reshape(*grid_b.shape, -1)
+            per_op = ct.detail["time"].reshape(*grid_b.shape, -1)
             assert (np.diff(per_op, axis=0) >= -1e-15).all() and (np.diff(per_op, axis=1) >= -1e-15).all()
 
 
@@ -99,28 +97,29 @@ def test_roofline_floor(precision):
     """No op is faster than its bytes at peak bandwidth or its FLOPs at its unit's peak."""
     spec = load_model("llama-3.1-8b")
     devices = [load_device(d) for d in bundled_devices()]
-    priced = prepare(spec, preset_map(precision))
+    lw = lower(assign(spec, preset_map(precision)), devices)
     cfgs = [(d, b, q, p) for d in range(len(devices)) for b in (1, 32) for q, p in ((1, 4095), (2048, 0))]
-    _, _, det = price(priced, devices, *zip(*cfgs), detail=True)
-    for c, (d, *_rest) in enumerate(cfgs):
+    d_, b_, q_, p_ = zip(*cfgs)
+    det = price(lw, device=d_, batch=b_, q=q_, past=p_, detail=True).detail
+    for c, d in enumerate(d_):
         dev = devices[d]
-        units = op_units(priced, dev)
-        peak = np.array([dev.vector_flops if u == "vector" else dev.peak(u) for u in units])
-        byts = det[c, :, D_BW] + det[c, :, D_BA] + det[c, :, D_BKV]
-        assert (det[c, :, D_TIME] >= byts / dev.bandwidth - 1e-18).all()
-        assert (det[c, :, D_TIME] >= det[c, :, D_FLOPS] / peak - 1e-18).all()
+        peak = np.array([dev.vector_flops if u == "vector" else dev.peak(u) for u in lw.units(d)])
+        row = det[c]
+        byts = row["bytes_w"] + row["bytes_act"] + row["bytes_kv"]
+        assert (row["time"] >= byts / dev.bandwidth - 1e-18).all()
+        assert (row["time"] >= row["flops"] / peak - 1e-18).all()
 
 
 def test_kv_capacity_follows_kv_format(llama7b):
-    bf16 = prepare(llama7b, preset_map("bf16")).kv_bytes(1, 1024)
-    fp8 = prepare(llama7b, preset_map("fp8-kv8")).kv_bytes(1, 1024)
-    mx4 = prepare(llama7b, preset_map("mxint4")).kv_bytes(1, 1024)
+    bf16 = assign(llama7b, preset_map("bf16")).kv_bytes(1, 1024)
+    fp8 = assign(llama7b, preset_map("fp8-kv8")).kv_bytes(1, 1024)
+    mx4 = assign(llama7b, preset_map("mxint4")).kv_bytes(1, 1024)
     assert fp8 == pytest.approx(bf16 / 2) and mx4 == pytest.approx(bf16 * 4.25 / 16)
 
 
 def test_sliding_window_caps_kv():
     spec = load_model("gemma-2-2b")
-    p = prepare(spec, preset_map("bf16"))
+    p = assign(spec, preset_map("bf16"))
     per_tok = 26 * 2 * 4 * 256 * 2  # layers x (K,V) x kv_heads x head_dim x bytes
     assert p.kv_bytes(1, 4096) == pytest.approx(per_tok * 4096)
     assert p.kv_bytes(1, 8192) == pytest.approx(per_tok * (8192 + 4096) / 2)  # half the layers keep 4096

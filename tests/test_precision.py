@@ -5,7 +5,7 @@ import pytest
 
 from mpqsim import InputError
 from quant.precision import PrecisionMap, OpFormats, assign_formats, flop_ratio, preset_map, quant_ratio
-from sim.costmodel import prepare
+from sim.costmodel import assign
 from sim.latency import latency_table
 from workloads import build_optable, counts, load_model, op_names
 
@@ -32,7 +32,7 @@ def test_json_round_trip(tmp_path):
 def test_map_naming_unknown_ops_is_rejected(llama7b):
     m = PrecisionMap.from_json({"ops": {"model.layers.40.self_attn.q_proj": {"weight": "mxint4_32"}}})
     with pytest.raises(InputError, match="names 1 op.*the model lacks.*model.layers.40"):
-        prepare(llama7b, m)
+        assign(llama7b, m)
 
 
 @pytest.mark.parametrize("doc,msg", [
@@ -97,5 +97,5 @@ def test_per_expert_map_on_moe():
            for i in range(32) for e in range(4)}
     t = assign_formats(build_optable(spec), PrecisionMap.from_json({"ops": ops}))
     w1 = t[t.name.str.endswith("experts.{e}.w1")]
-    assert sorted(w1.experts_n) == [4, 4] and (w1.repeat == 32).all()
+    assert sorted(w1.row_experts) == [4, 4] and (w1.repeat == 32).all()
     assert 0 < quant_ratio(t) < 0.2

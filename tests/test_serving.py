@@ -6,7 +6,7 @@ from hwmodels import load_device
 from mpqsim import InputError
 from quant.precision import PrecisionMap, preset_map
 from quant.formats import parse_format
-from sim.costmodel import prepare, price
+from sim.costmodel import assign, lower, price
 from sim.serving import ReplicaModel, SLO, ServingConfig, max_qps, simulate
 from sim.workload_gen import Lengths, read_trace, synthetic
 from workloads import load_model
@@ -47,10 +47,10 @@ def test_one_request_at_a_time_equals_the_closed_form(setup):
     prompt, output = 300, 12
     reqs = pd.DataFrame(dict(arrival=[0.0, 100.0, 200.0], prompt=[prompt] * 3, output=[output] * 3))
     per, _ = simulate(spec, dev, preset_map("bf16"), reqs, cfg)
-    priced = prepare(spec, preset_map("bf16"))
+    lowered = lower(assign(spec, preset_map("bf16")), [dev])
     q = [prompt] + [1] * (output - 1)
     past = [0] + [prompt + k - 1 for k in range(1, output)]
-    t, _, _ = price(priced, [dev], [0] * output, [1] * output, q, past)
+    t = price(lowered, device=0, batch=1, q=q, past=past)["time"]
     expected = t.sum() + output * cfg.cpu_overhead_s
     assert np.allclose(per.e2e, expected, rtol=1e-9)
     assert np.allclose(per.ttft, t[0] + cfg.cpu_overhead_s, rtol=1e-9)

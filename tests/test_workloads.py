@@ -77,7 +77,7 @@ def test_moe_rows():
     spec = load_model("mixtral-8x7b")
     t = build_optable(spec)
     experts = t[t.role == "expert"]
-    assert len(experts) == 3 and (experts.experts_n == 8).all()
+    assert len(experts) == 3 and (experts.row_experts == 8).all()
     assert "model.layers.{i}.block_sparse_moe.experts.{e}.w1" in set(experts.name)
     one = counts(t, batch=1, q=1, past=99)
     w1 = one[one.name.str.endswith("experts.{e}.w1")].iloc[0]

@@ -45,7 +45,7 @@ def models_table() -> pd.DataFrame:
         s = load_model(name)
         rows.append(dict(model=name, arch=s.arch, layers=s.layers, hidden=s.hidden, heads=s.heads,
                          kv_heads=s.kv_heads, intermediate=s.intermediate, vocab=s.vocab,
-                         experts=f"{s.experts}x top-{s.experts_per_token}" if s.experts else "",
+                         experts=f"{s.routed_experts}x top-{s.experts_per_token}" if s.routed_experts else "",
                          max_context=s.max_positions,
                          params_b=total_params(build_optable(s)) / 1e9,
                          published_b=(s.published_params or float("nan")) / 1e9))

@@ -18,6 +18,9 @@ for the layer and ``{e}`` for the expert; :func:`op_names` expands them.
 
 from __future__ import annotations
 
+from collections import namedtuple
+from functools import lru_cache
+
 import numba
 import numpy as np
 import pandas as pd
@@ -25,22 +28,54 @@ import pandas as pd
 from mpqsim import InputError
 from workloads.spec import ModelSpec
 
-# ---------------------------------------------------------------- op kinds and array fields
+# ---------------------------------------------------------------- op kinds and the field registries
 LINEAR, EXPERT, QK, AV, SOFTMAX, VECTOR, EMBED = range(7)
 KIND_NAMES = ("linear", "expert", "qk", "av", "softmax", "vector", "embed")
 MATMUL_KINDS = (LINEAR, EXPERT, QK, AV)
+ATTENTION_KINDS = (QK, AV, SOFTMAX)
+#: Roles whose ops are matmuls a precision map can name (the one list of matmul roles).
+MATMUL_ROLES = ("linear", "expert", "router", "attention", "lm_head")
 
-#: Columns of the numeric op array, in order (see :func:`op_array`).
-OP_FIELDS = ("kind", "n", "k", "w_elems", "b_elems", "fpt", "ipt", "opt", "heads", "kv_heads",
-             "head_dim", "window", "experts", "experts_total", "topk", "last_only", "fused",
-             "launches", "repeat")
-(F_KIND, F_N, F_K, F_W, F_B, F_FPT, F_IPT, F_OPT, F_HEADS, F_KVH, F_HD, F_WIN, F_EXP, F_EXPT,
- F_TOPK, F_LAST, F_FUSED, F_LAUNCH, F_REPEAT) = range(len(OP_FIELDS))
+#: The op's own dimensions, read by :func:`op_counts` (field name -> meaning). An op table has
+#: one column per field; :func:`op_records` turns it into a NumPy record array of these fields.
+SHAPE_FIELDS = {
+    "kind": "op kind code (KIND_NAMES)",
+    "n": "GEMM output width (embed: table width)",
+    "k": "GEMM reduction depth (embed: table rows)",
+    "w_elems": "stored weight elements of one instance",
+    "b_elems": "stored bias elements of one instance",
+    "fpt": "element-wise ops: FLOPs per token",
+    "ipt": "element-wise ops: input elements per token",
+    "opt": "element-wise ops: output elements per token",
+    "heads": "attention: query heads",
+    "kv_heads": "attention: key/value heads",
+    "head_dim": "attention: head dimension",
+    "window": "attention: sliding window (0 = whole context)",
+    "row_experts": "MoE: experts this row holds (len(expert_ids); 0 for dense rows)",
+    "routed_experts": "MoE: routed experts of the model",
+    "topk": "MoE: experts per token",
+    "last_only": "1 if the op sees only each sequence's last token (lm_head)",
+    "repeat": "identical instances (layers) the row stands for",
+}
+SHAPE_DTYPE = np.dtype([(f, np.float64) for f in SHAPE_FIELDS])
 
-#: What :func:`op_counts` writes per op instance (one layer, all experts of the row).
-COUNT_FIELDS = ("m", "n", "k", "count", "flops", "w_elems", "b_elems", "in_elems", "out_elems",
-                "kv_read", "kv_write")
-(C_M, C_N, C_K, C_COUNT, C_FLOPS, C_W, C_B, C_IN, C_OUT, C_KVR, C_KVW) = range(len(COUNT_FIELDS))
+#: What :func:`op_counts` returns for one op instance (one layer, all experts of the row).
+COUNT_FIELDS = {
+    "m": "GEMM rows (tokens, or query rows per KV head for attention)",
+    "n": "GEMM columns",
+    "k": "GEMM reduction depth",
+    "count": "independent GEMMs of this shape (attention: batch x KV heads; MoE: active experts)",
+    "flops": "floating-point operations",
+    "w_elems": "weight elements read",
+    "b_elems": "bias elements read",
+    "in_elems": "input activation elements read",
+    "out_elems": "output activation elements written",
+    "score_read": "attention-score elements read if the scores are materialised",
+    "score_write": "attention-score elements written if the scores are materialised",
+    "kv_read": "KV-cache elements read",
+    "kv_write": "KV-cache elements written",
+}
+Counts = namedtuple("Counts", tuple(COUNT_FIELDS))
 
 
 @numba.njit(cache=True, inline="always")
@@ -55,86 +90,86 @@ def attended_pairs(past, q, window):
 
 
 @numba.njit(cache=True, inline="always")
-def op_counts(ops, j, batch, q, past, out):
-    """Shapes and element counts of op ``j`` (one instance) for batch, q new tokens, past cached."""
-    kind = int(ops[j, F_KIND])
-    n = ops[j, F_N]
-    k = ops[j, F_K]
+def op_counts(op, batch, q, past):
+    """Shapes and element counts (:data:`Counts`) of one instance of op record ``op`` (the fields
+    of :data:`SHAPE_FIELDS`) for ``batch`` sequences of ``q`` new tokens after ``past`` cached."""
+    kind = int(op.kind)
+    n = op.n
+    k = op.k
     tokens = batch * q
-    for c in range(out.shape[0]):
-        out[c] = 0.0
+    m = gn = gk = count = flops = w = b = i = o = s_r = s_w = kv_r = kv_w = 0.0
     if kind == LINEAR:
-        m = batch if ops[j, F_LAST] > 0 else tokens
-        out[C_M] = m
-        out[C_N] = n
-        out[C_K] = k
-        out[C_COUNT] = 1.0
-        out[C_FLOPS] = 2.0 * m * n * k
-        out[C_W] = ops[j, F_W]
-        out[C_B] = ops[j, F_B]
-        out[C_IN] = m * k
-        out[C_OUT] = m * n
+        m = batch if op.last_only > 0 else tokens
+        gn = n
+        gk = k
+        count = 1.0
+        flops = 2.0 * m * n * k
+        w = op.w_elems
+        b = op.b_elems
+        i = m * k
+        o = m * n
     elif kind == EXPERT:
-        e_total = ops[j, F_EXPT]
-        g = ops[j, F_EXP]
-        topk = ops[j, F_TOPK]
+        e_total = op.routed_experts
+        g = op.row_experts
+        topk = op.topk
         routed = tokens * topk * g / e_total
         # expected experts of this row that receive at least one token (uniform routing)
         active = g * (1.0 - (1.0 - topk / e_total) ** tokens)
-        out[C_M] = routed / active if active > 0 else 0.0
-        out[C_N] = n
-        out[C_K] = k
-        out[C_COUNT] = active
-        out[C_FLOPS] = 2.0 * routed * n * k
-        out[C_W] = active * ops[j, F_W]
-        out[C_B] = active * ops[j, F_B]
-        out[C_IN] = routed * k
-        out[C_OUT] = routed * n
+        m = routed / active if active > 0 else 0.0
+        gn = n
+        gk = k
+        count = active
+        flops = 2.0 * routed * n * k
+        w = active * op.w_elems
+        b = active * op.b_elems
+        i = routed * k
+        o = routed * n
     elif kind == QK or kind == AV or kind == SOFTMAX:
-        heads = ops[j, F_HEADS]
-        kvh = ops[j, F_KVH]
-        hd = ops[j, F_HD]
-        win = ops[j, F_WIN]
+        heads = op.heads
+        kvh = op.kv_heads
+        hd = op.head_dim
+        win = op.window
         ctx = past + q
         kv_len = min(ctx, win + q - 1.0) if win > 0 else ctx
         pairs = batch * attended_pairs(past, q, win)
-        fused = ops[j, F_FUSED] > 0
-        scores = 0.0 if fused else pairs * heads
-        out[C_M] = q * heads / kvh
-        out[C_COUNT] = batch * kvh
+        scores = pairs * heads
+        m = q * heads / kvh
+        count = batch * kvh
         if kind == SOFTMAX:
-            out[C_M] = tokens
-            out[C_COUNT] = 1.0
-            out[C_FLOPS] = 5.0 * pairs * heads
-            out[C_IN] = scores
-            out[C_OUT] = scores
+            m = tokens
+            count = 1.0
+            flops = 5.0 * pairs * heads
+            s_r = scores
+            s_w = scores
         else:
-            out[C_FLOPS] = 2.0 * heads * hd * pairs
-            out[C_KVR] = batch * kv_len * kvh * hd
-            out[C_KVW] = tokens * kvh * hd
+            flops = 2.0 * heads * hd * pairs
+            kv_r = batch * kv_len * kvh * hd
+            kv_w = tokens * kvh * hd
             if kind == QK:
-                out[C_N] = kv_len
-                out[C_K] = hd
-                out[C_IN] = tokens * heads * hd
-                out[C_OUT] = scores
+                gn = kv_len
+                gk = hd
+                i = tokens * heads * hd
+                s_w = scores
             else:
-                out[C_N] = hd
-                out[C_K] = kv_len
-                out[C_IN] = scores
-                out[C_OUT] = tokens * heads * hd
+                gn = hd
+                gk = kv_len
+                s_r = scores
+                o = tokens * heads * hd
     elif kind == VECTOR:
-        out[C_M] = tokens
-        out[C_COUNT] = 1.0
-        out[C_FLOPS] = ops[j, F_FPT] * tokens
-        out[C_W] = ops[j, F_W]
-        out[C_B] = ops[j, F_B]
-        out[C_IN] = ops[j, F_IPT] * tokens
-        out[C_OUT] = ops[j, F_OPT] * tokens
+        m = tokens
+        count = 1.0
+        flops = op.fpt * tokens
+        w = op.w_elems
+        b = op.b_elems
+        i = op.ipt * tokens
+        o = op.opt * tokens
     else:  # EMBED: gather rows of an (k = rows) x (n = width) table
-        out[C_M] = tokens
-        out[C_COUNT] = 1.0
-        out[C_W] = min(tokens, k) * n
-        out[C_OUT] = tokens * n
+        m = tokens
+        count = 1.0
+        w = min(tokens, k) * n
+        o = tokens * n
+    return Counts(m=m, n=gn, k=gk, count=count, flops=flops, w_elems=w, b_elems=b, in_elems=i,
+                  out_elems=o, score_read=s_r, score_write=s_w, kv_read=kv_r, kv_write=kv_w)
 
 
 # ---------------------------------------------------------------- building the table
@@ -145,7 +180,7 @@ def _norm_cost(spec: ModelSpec, width: int) -> dict:
                 b_elems=width if layer else 0, params=width * (2 if layer else 1))
 
 
-def _layer_ops(spec: ModelSpec, fused_attention: bool) -> list[dict]:
+def _layer_ops(spec: ModelSpec) -> list[dict]:
     """Rows of one decoder layer, in execution order. Names are relative to the layer prefix."""
     nm, h, inter = spec.names, spec.hidden, spec.intermediate
     a = nm.attn
@@ -160,8 +195,7 @@ def _layer_ops(spec: ModelSpec, fused_attention: bool) -> list[dict]:
         return dict(name=name, role="vector", kind=VECTOR, fpt=fpt, ipt=ipt, opt=opt, w_elems=w,
                     b_elems=b, params=w + b)
 
-    attn = dict(heads=spec.heads, kv_heads=spec.kv_heads, head_dim=spec.head_dim,
-                fused=int(fused_attention))
+    attn = dict(heads=spec.heads, kv_heads=spec.kv_heads, head_dim=spec.head_dim)
     rows = [dict(name=nm.norms[0], role="vector", kind=VECTOR, **_norm_cost(spec, h))]
     if nm.qkv:
         rows.append(linear(f"{a}.{nm.qkv}", spec.q_dim + 2 * spec.kv_dim, h, qkv_bias))
@@ -176,10 +210,8 @@ def _layer_ops(spec: ModelSpec, fused_attention: bool) -> list[dict]:
         rot = spec.q_dim + spec.kv_dim
         rows.append(vector(f"{a}.rotary_emb", 3 * rot, rot, rot))
     rows += [dict(name=f"{a}.qk", role="attention", kind=QK, **attn),
-             dict(name=f"{a}.softmax", role="vector", kind=SOFTMAX, **attn,
-                  launches=0 if fused_attention else 1),
-             dict(name=f"{a}.av", role="attention", kind=AV, **attn,
-                  launches=0 if fused_attention else 1),
+             dict(name=f"{a}.softmax", role="vector", kind=SOFTMAX, **attn),
+             dict(name=f"{a}.av", role="attention", kind=AV, **attn),
              linear(f"{a}.{nm.o}", h, spec.q_dim)]
     for extra in nm.norms[2:3]:  # Gemma-2 norms the attention output before the residual
         rows.append(dict(name=extra, role="vector", kind=VECTOR, **_norm_cost(spec, h)))
@@ -189,10 +221,10 @@ def _layer_ops(spec: ModelSpec, fused_attention: bool) -> list[dict]:
         rows.append(dict(name=extra, role="vector", kind=VECTOR, **_norm_cost(spec, h)))
     act_in = (2 if spec.gated else 1) * inter
     act_flops = (5 if spec.gated else 4) * inter
-    if spec.experts:
-        e, topk = spec.experts, spec.experts_per_token
+    if spec.routed_experts:
+        e, topk = spec.routed_experts, spec.experts_per_token
         block = nm.router.rsplit(".", 1)[0]  # "block_sparse_moe"
-        moe = dict(role="expert", kind=EXPERT, experts_total=e, topk=topk, w_elems=inter * h, params=inter * h)
+        moe = dict(role="expert", kind=EXPERT, routed_experts=e, topk=topk, w_elems=inter * h, params=inter * h)
         # each token runs top-k experts: the activation sees k x the tokens
         rows += [linear(nm.router, e, h, 0) | dict(role="router"),
                  vector(f"{block}.routing", 5 * e, e, 2 * topk),
@@ -209,14 +241,23 @@ def _layer_ops(spec: ModelSpec, fused_attention: bool) -> list[dict]:
     return rows
 
 
-def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame:
+def build_optable(spec: ModelSpec) -> pd.DataFrame:
     """The op table of a model: one row per op (identical layers collapsed, ``repeat`` = count).
 
     Columns: ``name`` (template), ``role`` (linear, expert, router, attention, lm_head, vector,
     embed), ``kind`` (code, see :data:`KIND_NAMES`), ``layers`` (tuple of layer indices),
-    ``experts`` (tuple of expert indices, empty for dense ops), ``repeat``, the numeric fields of
-    :data:`OP_FIELDS`, and ``params`` (stored parameters of one instance; 0 for a tied lm_head).
+    ``expert_ids`` (tuple of the expert indices the row holds, empty for dense ops), ``repeat``,
+    ``row_experts`` (= len(expert_ids)), ``params`` (stored parameters of one instance; 0 for a
+    tied lm_head) and the shape fields of :data:`SHAPE_FIELDS`. How an op is run (kernels,
+    fusion, launches) is not part of the table: that is :func:`sim.lowering.lower`'s business.
+
+    Memoised on the (frozen) spec; every call returns a fresh copy of the table.
     """
+    return table_from_rows(_model_rows(spec), spec.name)
+
+
+@lru_cache(maxsize=256)
+def _model_rows(spec: ModelSpec) -> tuple:
     nm, h = spec.names, spec.hidden
     e = spec.embed_dim or h  # width of the token embedding (and of lm_head's input)
     rows: list[dict] = []
@@ -232,15 +273,15 @@ def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame
         rows.append(dict(name=nm.project_in, role="linear", kind=LINEAR, n=h, k=e, w_elems=h * e, params=h * e,
                          layers=()))
     prefix = nm.layer
-    for op in _layer_ops(spec, fused_attention):
-        attn_kind = op["kind"] in (QK, AV, SOFTMAX)
+    for op in _layer_ops(spec):
+        attn_kind = op["kind"] in ATTENTION_KINDS
         groups: dict[int, list[int]] = {}
         for i in range(spec.layers):
             groups.setdefault(spec.window[i] if attn_kind else 0, []).append(i)
         for win, layers in groups.items():
             row = dict(op, name=f"{prefix}.{op['name']}", layers=tuple(layers), window=win)
             if op["kind"] == EXPERT:
-                row["experts"] = tuple(range(spec.experts))
+                row["expert_ids"] = tuple(range(spec.routed_experts))
             rows.append(row)
     rows.append(dict(name=nm.final_norm, layers=(), role="vector", kind=VECTOR, **_norm_cost(spec, h)))
     if spec.embed_dim:
@@ -250,72 +291,82 @@ def build_optable(spec: ModelSpec, fused_attention: bool = True) -> pd.DataFrame
                 w_elems=spec.vocab * e, params=0 if spec.tied_embeddings else spec.vocab * e,
                 last_only=1, layers=())
     rows.append(head)
-    return table_from_rows(rows, spec.name)
+    return tuple(rows)
 
 
-def table_from_rows(rows: list[dict], model: str = "custom") -> pd.DataFrame:
-    """An op table from row dicts (``name``, ``role``, ``kind`` and the fields that apply).
+#: Columns a row given to :func:`table_from_rows` may set, with their defaults (``name``, ``role``
+#: and ``kind`` are required).
+ROW_DEFAULTS = dict(layers=(), expert_ids=(), params=0, n=0, k=0, w_elems=0, b_elems=0, fpt=0, ipt=0, opt=0,
+                    heads=0, kv_heads=0, head_dim=0, window=0, routed_experts=0, topk=0, last_only=0)
+TABLE_COLUMNS = ("name", "role", "kind", "layers", "expert_ids", "repeat", "row_experts", "params",
+                 *(f for f in SHAPE_FIELDS if f not in ("kind", "repeat", "row_experts")))
 
-    Missing numeric fields default to 0 (``launches`` to 1), ``layers``/``experts`` to empty;
-    used by :func:`build_optable` and for ad-hoc tables such as a single GEMM.
+
+def table_from_rows(rows, model: str = "custom") -> pd.DataFrame:
+    """An op table from row dicts (``name``, ``role``, ``kind`` and the fields of
+    :data:`ROW_DEFAULTS` that apply; missing ones take their defaults, unknown ones are an error).
+
+    ``repeat`` = number of layers (at least 1) and ``row_experts`` = number of expert ids. Used by
+    :func:`build_optable` and for ad-hoc tables such as a single GEMM.
     """
-    df = pd.DataFrame(rows)
-    if "layers" not in df:
-        df["layers"] = None
-    df["layers"] = [x if isinstance(x, tuple) else () for x in df["layers"]]
-    defaults = dict(b_elems=0, w_elems=0, fpt=0, ipt=0, opt=0, heads=0, kv_heads=0, head_dim=0,
-                    window=0, experts_total=0, topk=0, last_only=0, fused=0, launches=1, n=0, k=0,
-                    params=0)
-    for col, val in defaults.items():
-        df[col] = df[col].fillna(val) if col in df else val
-    if "experts" not in df:
-        df["experts"] = None
-    df["experts"] = [e if isinstance(e, tuple) else () for e in df["experts"]]
-    df["repeat"] = [max(1, len(ls)) for ls in df["layers"]]
-    df["n_experts"] = [len(e) for e in df["experts"]]
+    cols: dict[str, list] = {c: [] for c in TABLE_COLUMNS}
+    for r in rows:
+        unknown = set(r) - set(ROW_DEFAULTS) - {"name", "role", "kind"}
+        if unknown:
+            raise InputError(f"op row {r.get('name', '?')!r}: unknown field(s) {', '.join(sorted(unknown))}; "
+                             f"valid: name, role, kind, {', '.join(ROW_DEFAULTS)}")
+        if r.get("kind") not in range(len(KIND_NAMES)) or r.get("role") is None or r.get("name") is None:
+            raise InputError(f"op row {r.get('name', '?')!r} needs a name, a role and a kind code 0..{len(KIND_NAMES) - 1}")
+        full = ROW_DEFAULTS | r
+        layers = tuple(full["layers"] or ())
+        experts = tuple(full["expert_ids"] or ())
+        full.update(layers=layers, expert_ids=experts, repeat=max(1, len(layers)), row_experts=len(experts))
+        for c in TABLE_COLUMNS:
+            cols[c].append(full[c])
+    df = pd.DataFrame(cols)
     df.attrs["model"] = model  # plain values only: pandas deep-copies attrs on every operation
-    cols = ["name", "role", "kind", "layers", "experts", "repeat", "n_experts", "params"]
-    cols += [c for c in OP_FIELDS if c not in ("kind", "repeat", "experts")]
-    df = df[cols].rename(columns={"n_experts": "experts_n"})
-    df["experts_n"] = df["experts_n"].astype(int)
-    return df.reset_index(drop=True)
+    return df
 
 
-def op_array(table: pd.DataFrame) -> np.ndarray:
-    """The numeric fields of an op table as a C-contiguous float64 array (rows x OP_FIELDS)."""
-    t = table.assign(experts=np.maximum(table["experts_n"], 1) if "experts_n" in table else 1)
-    return np.ascontiguousarray(t[list(OP_FIELDS)].to_numpy(dtype=np.float64))
+def op_records(table: pd.DataFrame, dtype: np.dtype = SHAPE_DTYPE) -> np.ndarray:
+    """The op table as a NumPy record array (one record per row) of ``dtype``'s fields.
+
+    ``dtype`` must hold the :data:`SHAPE_FIELDS`; fields it adds beyond them (e.g. the cost
+    model's format bytes) are left 0 for the caller.
+    """
+    rec = np.zeros(len(table), dtype=dtype)
+    for f in SHAPE_FIELDS:
+        rec[f] = table[f].to_numpy()
+    return rec
 
 
 def total_params(table: pd.DataFrame) -> float:
     """Stored parameters of the model (tied embeddings counted once)."""
-    inst = table["repeat"] * np.maximum(table["experts_n"], 1)
+    inst = table["repeat"] * np.maximum(table["row_experts"], 1)
     return float((table["params"] * inst).sum())
 
 
-def op_names(table: pd.DataFrame, roles=("linear", "expert", "router", "attention", "lm_head")) -> list[str]:
+def op_names(table: pd.DataFrame, roles=MATMUL_ROLES) -> list[str]:
     """Concrete op names (``{i}``/``{e}`` expanded) of the rows whose role is in ``roles``."""
     out = []
-    for row in table.itertuples():
-        if row.role not in roles:
+    for name, role, layers, experts in zip(table["name"], table["role"], table["layers"], table["expert_ids"]):
+        if role not in roles:
             continue
-        for i in row.layers or (None,):
-            for e in row.experts or (None,):
-                out.append(row.name.format(i=i, e=e))
+        for i in layers or (None,):
+            for e in experts or (None,):
+                out.append(name.format(i=i, e=e))
     return out
 
 
 def counts(table: pd.DataFrame, batch: int, q: int, past: int) -> pd.DataFrame:
     """Per-op shapes and element counts for one phase (per instance; ``repeat`` multiplies).
 
-    Adds the columns of :data:`COUNT_FIELDS` (``m``, ``n``, ``k`` overwritten by the GEMM shape)
-    to the table; ``flops_total`` etc. are left to the caller (multiply by ``repeat``).
+    Adds the columns of :data:`COUNT_FIELDS` (``n``, ``k``, ``w_elems``, ``b_elems`` replaced
+    by the phase's values) to the table; totals are left to the caller (multiply by ``repeat``).
     """
-    ops = op_array(table)
-    res = np.zeros((len(table), len(COUNT_FIELDS)))
-    for j in range(len(table)):
-        op_counts(ops, j, float(batch), float(q), float(past), res[j])
+    ops = op_records(table)
+    res = [op_counts(ops[j], float(batch), float(q), float(past)) for j in range(len(table))]
     out = table.drop(columns=["n", "k", "w_elems", "b_elems"]).copy()
-    for c, name in enumerate(COUNT_FIELDS):
-        out[name] = res[:, c]
+    for name in COUNT_FIELDS:
+        out[name] = np.array([getattr(r, name) for r in res], dtype=float)
     return out

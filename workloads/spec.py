@@ -85,7 +85,7 @@ class ModelSpec:
     """Everything the op table needs to know about a decoder-only transformer.
 
     Sizes are element counts; ``window`` holds one sliding-window length per layer (0 = full
-    attention); ``experts`` = 0 for a dense MLP.
+    attention); ``routed_experts`` = 0 for a dense MLP.
     """
 
     name: str
@@ -110,7 +110,7 @@ class ModelSpec:
     embed_dim: int = 0              # token-embedding width when it differs from hidden (OPT-350m), else 0
     window: tuple[int, ...] = ()
     qk_norm: bool = False           # RMSNorm on each head's query and key (Gemma-3)
-    experts: int = 0
+    routed_experts: int = 0
     experts_per_token: int = 0
     published_params: float | None = None
     source: str = ""
@@ -194,7 +194,7 @@ def spec_from_config(cfg: dict, name: str = "", where: str = "config") -> ModelS
         embed_dim=_embed_dim(cfg, hidden),
         window=_windows(flags.get("window", "none"), cfg, layers),
         qk_norm=flags.get("qk_norm", False),
-        experts=int(cfg.get("num_local_experts", 0)) if flags.get("moe") else 0,
+        routed_experts=int(cfg.get("num_local_experts", 0)) if flags.get("moe") else 0,
         experts_per_token=int(cfg.get("num_experts_per_tok", 0)) if flags.get("moe") else 0,
         published_params=meta.get("published_params"),
         source=meta.get("source", ""),

@@ -1,0 +1,141 @@
+"""The cost model's field registries: every field that flows into or out of its kernels, by name.
+
+Each registry maps a field name to what it holds (units in the text). From a registry come
+
+* a NumPy structured dtype, for inputs: record arrays that the kernels read by field name
+  (``op.n``, ``low.rate``, ``dev.bandwidth``, ``cfg.batch``);
+* a namedtuple, for per-op outputs: what the per-op count and cost functions return;
+* for outputs held in arrays (per-op detail, totals), a record dtype of the same names: a kernel
+  copies a namedtuple into a row in registry order and the host reads the row as a record.
+
+Nothing outside this module numbers a field. Adding a cost term is one line in
+:data:`COST_TERMS` (and one in :data:`TOTALS` if configurations should sum it) plus its formula in
+:func:`sim.costmodel.op_cost`.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from workloads.optable import COUNT_FIELDS, SHAPE_FIELDS, Counts
+
+__all__ = ["SHAPE_FIELDS", "COUNT_FIELDS", "Counts", "FORMAT_FIELDS", "OP_FIELDS", "OP_DTYPE",
+           "LOWERED_FIELDS", "LOWERED_DTYPE", "DEVICE_FIELDS", "DEVICE_DTYPE", "CONFIG_FIELDS",
+           "CONFIG_DTYPE", "COST_TERMS", "Cost", "COST_DTYPE", "TOTALS", "TOTAL_DTYPE", "ITERATION_FIELDS",
+           "ITERATION_DTYPE", "Iteration", "records"]
+
+
+def _float_dtype(fields) -> np.dtype:
+    return np.dtype([(f, np.float64) for f in fields])
+
+
+# ---------------------------------------------------------------- inputs
+#: Per op, what format assignment adds to the op's shape (bytes per element, scales included).
+FORMAT_FIELDS = {
+    "wbytes": "bytes per stored weight element (the weight format, scale overhead included)",
+    "abytes": "bytes per input-activation element (the activation format)",
+    "obytes": "bytes per output element and per bias element (the map's high-precision format)",
+    "kvbytes": "bytes per KV-cache element (the KV format)",
+}
+#: One record per op row: its shape (workloads) and its format bytes (assignment).
+OP_FIELDS = SHAPE_FIELDS | FORMAT_FIELDS
+OP_DTYPE = _float_dtype(OP_FIELDS)
+
+#: One record per (device, op): how the op runs on that device, decided by :func:`sim.lowering.lower`.
+LOWERED_FIELDS = {
+    "unit": "compute unit code (index into Lowered.unit_names)",
+    "kernel": "kernel code (index into sim.lowering.KERNELS)",
+    "rate": "achieved FLOP/s of the unit on large shapes (peak x efficiency)",
+    "m_min": "GEMM rows of the smallest MMA tile; fewer rows cost a full tile (0 = no padding)",
+    "launches": "kernel launches per op instance (0 when fused into another op's kernel)",
+    "materialise_scores": "1 if attention scores go through memory (unfused attention), else 0",
+}
+LOWERED_DTYPE = _float_dtype(LOWERED_FIELDS)
+
+#: One record per device.
+DEVICE_FIELDS = {
+    "bandwidth": "achieved memory bandwidth, bytes/s (peak x efficiency)",
+    "launch_s": "fixed cost of one kernel launch, s (CUDA-graph or eager, as lowered)",
+    "tdp_w": "board power limit, W",
+    "idle_w": "idle board power, W",
+}
+DEVICE_DTYPE = _float_dtype(DEVICE_FIELDS)
+
+#: One record per configuration priced.
+CONFIG_FIELDS = {
+    "device": "index of the device in the lowered device list",
+    "batch": "sequences",
+    "q": "new tokens per sequence (prefill: the prompt or a chunk; decode: 1)",
+    "past": "cached tokens per sequence before these (decode at context C: C - 1)",
+}
+CONFIG_DTYPE = np.dtype([("device", np.int64)] + [(f, np.float64) for f in CONFIG_FIELDS if f != "device"])
+
+# ---------------------------------------------------------------- outputs
+#: What :func:`sim.costmodel.op_cost` returns for one op instance at one configuration.
+COST_TERMS = {
+    "time": "s: max(t_compute, t_memory) + t_launch",
+    "t_compute": "s: FLOPs (padded to the MMA tile) at the unit's achieved rate",
+    "t_memory": "s: bytes at the achieved bandwidth",
+    "t_launch": "s: launches x launch cost",
+    "flops": "FLOPs",
+    "bytes_w": "bytes of weights (stored format) and biases read",
+    "bytes_act": "bytes of activations read and written (attention scores too when materialised)",
+    "bytes_kv": "bytes of KV cache read and written",
+    "m": "GEMM rows",
+    "n": "GEMM columns",
+    "k": "GEMM reduction depth",
+    "count": "GEMMs of this shape",
+}
+Cost = namedtuple("Cost", tuple(COST_TERMS))
+COST_DTYPE = _float_dtype(COST_TERMS)
+
+#: Per configuration: total name -> (cost term, rule). ``sum``: sum over ops of term x repeat;
+#: ``max``: the largest single instance (the activation peak: an op's inputs and outputs live at once).
+TOTALS = {
+    "time": ("time", "sum"),
+    "t_compute": ("t_compute", "sum"),
+    "t_memory": ("t_memory", "sum"),
+    "t_launch": ("t_launch", "sum"),
+    "flops": ("flops", "sum"),
+    "bytes_w": ("bytes_w", "sum"),
+    "bytes_act": ("bytes_act", "sum"),
+    "bytes_kv": ("bytes_kv", "sum"),
+    "act_peak": ("bytes_act", "max"),
+}
+TOTAL_DTYPE = _float_dtype(TOTALS)
+RULES = ("sum", "max")
+# What the kernels loop over (generated from TOTALS; no hand-kept numbers).
+TOTAL_TERM = np.array([tuple(COST_TERMS).index(term) for term, _ in TOTALS.values()], dtype=np.int64)
+TOTAL_RULE = np.array([RULES.index(rule) for _, rule in TOTALS.values()], dtype=np.int64)
+RULE_SUM, RULE_MAX = (RULES.index(r) for r in RULES)
+
+#: One serving iteration as the scheduler formed it (:func:`sim.costmodel.iteration_kernel`).
+ITERATION_FIELDS = {
+    "seqs": "sequences in the batch",
+    "tokens": "new tokens in the batch, all sequences",
+    "n_decode": "decode sequences (one new token each)",
+    "decode_ctx_sum": "sum of the decode sequences' contexts (tokens attended, new one included)",
+}
+ITERATION_DTYPE = _float_dtype(ITERATION_FIELDS)
+#: What one serving iteration costs.
+Iteration = namedtuple("Iteration", ("time", "flops"))
+
+
+def records(dtype: np.dtype, n=None, **columns) -> np.ndarray:
+    """A record array of ``dtype`` from named columns (broadcast to a common length, or ``n``).
+
+    Every field of ``dtype`` must be given and no other name: ``records(CONFIG_DTYPE, device=0,
+    batch=[1, 8], q=1, past=1023)``.
+    """
+    missing = [f for f in dtype.names if f not in columns]
+    extra = [f for f in columns if f not in dtype.names]
+    if missing or extra:
+        raise TypeError(f"record fields: missing {missing}, unknown {extra}; fields are {list(dtype.names)}")
+    cols = np.broadcast_arrays(*(np.asarray(columns[f]) for f in dtype.names))
+    length = cols[0].size if n is None else n
+    rec = np.empty(length, dtype=dtype)
+    for f, c in zip(dtype.names, cols):
+        rec[f] = np.broadcast_to(c.ravel() if c.ndim else c, (length,))
+    return rec

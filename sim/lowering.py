@@ -1,0 +1,152 @@
+"""Lowering: the one place where an op meets a device.
+
+:func:`lower` turns an assigned model (op table with formats, :class:`sim.assign.AssignedModel`)
+and a list of devices into per-(device, op) hardware parameters (:data:`sim.fields.LOWERED_FIELDS`)
+and per-device parameters (:data:`sim.fields.DEVICE_FIELDS`):
+
+* **compute unit** (DESIGN.md's compute-precision rule): a matmul runs natively on a unit that
+  accepts both its weight format and its activation format (``Format.unit_keys`` vs
+  ``ComputeUnit.accepts``), the fastest such unit if several do; otherwise it is up-cast, i.e.
+  dequantized and run on the device's 16-bit unit (bf16, else fp16; fp32 when an operand is fp32).
+  Either way the bytes moved are those of the stored formats, so W4A16 runs on bf16 units but
+  reads 4.25-bit weights for ``mxint4_32``. Element-wise ops, softmax and embedding gathers run on
+  the non-tensor ``vector`` units.
+* **kernel** (:data:`KERNELS`): which kind of kernel runs the op. With fused (FlashAttention-style)
+  attention the ``qk``, softmax and ``av`` rows are one kernel: one launch (on ``qk``) and the
+  scores never reach memory; unfused, each is its own kernel and the scores are written and read.
+* **rate** (achieved FLOP/s = peak x efficiency of the unit), MMA tile rows, **launches**, and the
+  device's achieved bandwidth and launch cost (CUDA-graph or eager).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from hwmodels.spec import UNIT_ACCEPTS, DeviceSpec
+from quant.formats import parse_format
+from sim.fields import DEVICE_DTYPE, LOWERED_DTYPE, records
+from workloads.optable import AV, EMBED, KIND_NAMES, QK, SOFTMAX, VECTOR
+
+#: Compute-unit codes: the device unit kinds, then the non-tensor units of element-wise ops.
+VECTOR_UNIT = "vector"
+UNIT_NAMES = (*UNIT_ACCEPTS, VECTOR_UNIT)
+
+#: Kernel kinds (code = position): name -> what it is.
+KERNELS = {
+    "gemm": "GEMM on a unit that takes both operand formats natively",
+    "dequant_gemm": "GEMM up-cast to the 16-bit unit: operands dequantized on the way (e.g. W4A16)",
+    "flash_attention": "fused attention: qk, softmax and av in one kernel, scores stay on chip",
+    "attention_gemm": "unfused attention matmul (batched GEMM); scores go through memory",
+    "softmax": "unfused softmax over materialised scores",
+    "elementwise": "norms, activations, rotary embedding, residual adds",
+    "gather": "embedding lookup",
+}
+KERNEL_NAMES = tuple(KERNELS)
+_ELEMENTWISE_KINDS = (VECTOR, SOFTMAX, EMBED)
+
+
+def compute_unit(device: DeviceSpec, weight: str, act: str) -> str:
+    """The unit kind (a key of ``device.units``) that runs a matmul with these operand formats."""
+    return _compute_unit(tuple(sorted((k, u.accepts, u.peak_flops) for k, u in device.units.items())),
+                         weight, act, device.high_unit)
+
+
+@lru_cache(maxsize=4096)
+def _compute_unit(units, weight, act, high_unit):
+    w, a = parse_format(weight), parse_format(act)
+    best, best_peak = None, -1.0
+    for kind, accepts, peak in units:
+        if set(w.unit_keys) & set(accepts) and set(a.unit_keys) & set(accepts) and peak > best_peak:
+            best, best_peak = kind, peak
+    if best is not None:
+        return best
+    if "fp32" in (w.name, a.name) and any(k == "fp32" for k, _, _ in units):
+        return "fp32"
+    return high_unit
+
+
+def _native(device: DeviceSpec, unit: str, weight: str, act: str) -> bool:
+    acc = set(device.units[unit].accepts)
+    return bool(set(parse_format(weight).unit_keys) & acc and set(parse_format(act).unit_keys) & acc)
+
+
+def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool) -> tuple[str, str]:
+    """(compute unit, kernel) of one op row on ``device``."""
+    if kind in _ELEMENTWISE_KINDS:
+        unit = VECTOR_UNIT
+    else:
+        unit = compute_unit(device, weight, act)
+    if kind in (QK, AV, SOFTMAX):
+        kern = "flash_attention" if fused_attention else ("softmax" if kind == SOFTMAX else "attention_gemm")
+    elif kind == EMBED:
+        kern = "gather"
+    elif kind == VECTOR:
+        kern = "elementwise"
+    else:
+        kern = "gemm" if _native(device, unit, weight, act) else "dequant_gemm"
+    return unit, kern
+
+
+def _launches(kind: int, kernel: str) -> float:
+    """A fused attention kernel is launched once per layer, on its ``qk`` row."""
+    return 0.0 if kernel == "flash_attention" and kind in (SOFTMAX, AV) else 1.0
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """An assigned model on a list of devices: what :func:`sim.costmodel.price` prices.
+
+    ``per_op`` is (devices x ops) of :data:`sim.fields.LOWERED_DTYPE`, ``device`` (devices,) of
+    :data:`sim.fields.DEVICE_DTYPE`; ``units`` / ``kernels`` name each op's unit and kernel.
+    """
+
+    model: "object"              # sim.assign.AssignedModel
+    devices: tuple
+    per_op: np.ndarray
+    device: np.ndarray
+    eager: bool
+    fused_attention: bool
+
+    @property
+    def ops(self) -> np.ndarray:
+        return self.model.ops
+
+    def units(self, d: int = 0) -> list[str]:
+        return [UNIT_NAMES[int(u)] for u in self.per_op["unit"][d]]
+
+    def kernels(self, d: int = 0) -> list[str]:
+        return [KERNEL_NAMES[int(k)] for k in self.per_op["kernel"][d]]
+
+
+def lower(model, devices, eager: bool = False, fused_attention: bool = True) -> Lowered:
+    """Per-(device, op) and per-device parameters of ``model`` (an AssignedModel) on ``devices``."""
+    devices = tuple(devices)
+    t = model.table
+    kinds, wf, af = t["kind"].to_numpy(), t["weight_fmt"].to_numpy(), t["act_fmt"].to_numpy()
+    per_op = np.zeros((len(devices), len(t)), dtype=LOWERED_DTYPE)
+    for d, dev in enumerate(devices):
+        cols = {f: [] for f in LOWERED_DTYPE.names}
+        for kind, w, a in zip(kinds, wf, af):
+            unit, kern = op_unit_kernel(dev, int(kind), w, a, fused_attention)
+            vector = unit == VECTOR_UNIT
+            cols["unit"].append(UNIT_NAMES.index(unit))
+            cols["kernel"].append(KERNEL_NAMES.index(kern))
+            cols["rate"].append(dev.vector_flops * dev.eff_vector if vector
+                                else dev.peak(unit) * dev.compute_efficiency(unit))
+            cols["m_min"].append(0.0 if vector else dev.eff_m_min)
+            cols["launches"].append(_launches(int(kind), kern))
+            cols["materialise_scores"].append(0.0 if kern == "flash_attention" else 1.0)
+        for f, v in cols.items():
+            per_op[d][f] = v
+    device = records(DEVICE_DTYPE,
+                     bandwidth=[dev.bandwidth * dev.eff_memory for dev in devices],
+                     launch_s=[dev.launch_eager_s if eager else dev.launch_s for dev in devices],
+                     tdp_w=[dev.tdp_w for dev in devices], idle_w=[dev.idle_w for dev in devices])
+    return Lowered(model, devices, per_op, device, eager, fused_attention)
+
+
+__all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES",
+           "VECTOR_UNIT", "KIND_NAMES"]
