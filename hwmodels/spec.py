@@ -31,12 +31,17 @@ Each entry may carry a ``note`` (why an estimate is plausible, how a figure was 
 
 from __future__ import annotations
 
+import copy
+import json
+import math
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
-from mpqsim import InputError, bundled_files, choices_hint
+from mpqsim import FrozenDict, InputError, bundled_files, choices_hint
 
 #: Compute-unit kinds a device may list, and the format unit keys each accepts by default
 #: (see ``quant.formats.Format.unit_keys``); MX units take OCP blocks of 32.
@@ -46,6 +51,11 @@ UNIT_ACCEPTS: dict[str, tuple[str, ...]] = {
     "mxfp8": ("mxfp8_32",), "mxfp6": ("mxfp6_32",), "mxfp4": ("mxfp4_32",),
     "mxint8": ("mxint8_32",), "mxint4": ("mxint4_32",),
 }
+
+#: What a unit's ``accepts`` list may name: the unit keys of ``quant.formats.Format.unit_keys``
+#: (plain element types, and MX types with their block size).
+UNIT_KEY_RE = re.compile(r"(fp32|bf16|fp16|fp8|fp6|fp4|int8|int4|mxint[48]_\d+|mxfp[468]_\d+)")
+UNIT_KEY_HELP = "fp32, bf16, fp16, fp8, fp6, fp4, int8, int4, mxint{4,8}_BLOCK, mxfp{4,6,8}_BLOCK (e.g. mxint4_32)"
 
 _SCALARS = ("memory_capacity_gb", "memory_bandwidth_tbs", "l2_cache_mb", "compute_units", "tdp_w",
             "idle_w", "launch_overhead_us", "launch_overhead_eager_us")
@@ -72,7 +82,7 @@ class DeviceSpec:
     bandwidth: float               # bytes/s, peak
     l2_bytes: float
     compute_units: int
-    units: dict[str, ComputeUnit]
+    units: dict[str, ComputeUnit]      # (read-only mapping once loaded)
     tdp_w: float
     idle_w: float
     launch_s: float                # per kernel, graph-launched
@@ -121,8 +131,8 @@ def _number(entry, where: str, sources: dict, positive: bool = True) -> tuple[fl
     if not isinstance(entry, dict) or "value" not in entry:
         raise InputError(f"{where}: expected a mapping with 'value' and 'source', got {entry!r}")
     v, src = entry["value"], entry.get("source")
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InputError(f"{where}: value must be a number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InputError(f"{where}: value must be a finite number, got {v!r}")
     if v < 0 or (positive and v == 0):
         raise InputError(f"{where}: value must be {'> 0' if positive else '>= 0'}, got {v}")
     if not src:
@@ -155,7 +165,15 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         v, src = _number(entry, f"{where}: peak_tflops.{kind}", sources)
         accepts = entry.get("accepts", UNIT_ACCEPTS[kind])
         if not isinstance(accepts, (list, tuple)) or not all(isinstance(a, str) for a in accepts):
-            raise InputError(f"{where}: peak_tflops.{kind}.accepts must be a list of unit keys")
+            raise InputError(f"{where}: peak_tflops.{kind}.accepts must be a list of unit keys ({UNIT_KEY_HELP})")
+        bad = [a for a in accepts if not UNIT_KEY_RE.fullmatch(a)]
+        if bad:
+            raise InputError(f"{where}: peak_tflops.{kind}.accepts names unknown unit key {bad[0]!r}; "
+                             f"valid: {UNIT_KEY_HELP}")
+        extra = set(entry) - {"value", "source", "note", "accepts"}
+        if extra:
+            raise InputError(f"{where}: peak_tflops.{kind} has unknown key(s) {', '.join(sorted(extra))}; "
+                             "valid: value, source, note, accepts")
         units[kind] = ComputeUnit(kind, v * 1e12, tuple(accepts), src)
     eff = doc["efficiency"]
     if not isinstance(eff, dict):
@@ -186,21 +204,49 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         launch_eager_s=val["launch_overhead_eager_us"] * 1e-6, eff_compute=e["compute"], eff_compute_by_unit=by_unit,
         eff_m_min=e["compute_m_min"], eff_memory=e["memory"], eff_vector=e["vector"],
         sources=dict(sources), path=where)
+    unknown = set(doc) - set(_TOP_LEVEL)
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(_TOP_LEVEL)}")
+    unknown = set(eff) - {*_EFFICIENCY, "compute_by_unit"}
+    if unknown:
+        raise InputError(f"{where}: efficiency has unknown key(s) {', '.join(sorted(unknown))}; "
+                         f"valid: {', '.join(_EFFICIENCY)}, compute_by_unit")
+    # read-only mappings: a loaded device is shared (memoised), so it must not be edited in place
+    object.__setattr__(spec, "units", FrozenDict(units))
+    object.__setattr__(spec, "eff_compute_by_unit", FrozenDict(by_unit))
+    object.__setattr__(spec, "sources", FrozenDict(sources))
     spec.high_unit  # noqa: B018  (validates that an up-cast unit exists)
     return spec
+
+
+_TOP_LEVEL = ("name", "description", "sources", *_SCALARS, "peak_tflops", "efficiency")
+
+
+def override_keys() -> list[str]:
+    """Every number ``--set KEY=NUMBER`` may set (``peak_tflops.KIND`` may add a unit the device lacks)."""
+    return ([*_SCALARS] + [f"peak_tflops.{k}" for k in UNIT_ACCEPTS] + [f"efficiency.{k}" for k in _EFFICIENCY]
+            + [f"efficiency.compute_by_unit.{k}" for k in UNIT_ACCEPTS])
 
 
 def _apply_overrides(doc: dict, overrides: dict, where: str) -> dict:
     """``{"peak_tflops.mxfp4": 4000, "memory_bandwidth_tbs": 4}`` -> a copy of ``doc`` with those values.
 
-    Overridden numbers get the source ``override`` (added to ``sources``): a what-if is not a fact.
+    Keys must be numbers of the schema (:func:`override_keys`): a misspelt key is an error, not a
+    no-op. Overridden numbers get the source ``override`` (added to ``sources``): a what-if is not
+    a fact; the new value is validated like any other (finite, in range).
     """
     if not overrides:
         return doc
-    import copy
-
+    valid = override_keys()
+    for path in overrides:
+        if path not in valid:
+            close = [k for k in valid if k.split(".")[-1] == path.split(".")[-1]] or valid
+            raise InputError(f"--set {path}: not a device number; valid keys: {', '.join(close[:12])}"
+                             f"{', ...' if len(close) > 12 else ''}")
     doc = copy.deepcopy(doc)
-    doc.setdefault("sources", {})["override"] = "value set by the user for a what-if study"
+    if not isinstance(doc.get("sources"), dict):
+        doc["sources"] = {}
+    doc["sources"]["override"] = "value set by the user for a what-if study"
     for path, value in overrides.items():
         keys = path.split(".")
         node = doc
@@ -208,12 +254,21 @@ def _apply_overrides(doc: dict, overrides: dict, where: str) -> dict:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise InputError(f"{where}: cannot override {path!r}")
-        node[keys[-1]] = {"value": value, "source": "override"}
+        old = node.get(keys[-1])
+        extra = {k: v for k, v in old.items() if k == "accepts"} if isinstance(old, dict) else {}
+        node[keys[-1]] = {"value": value, "source": "override", **extra}
     return doc
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_device(name_or_path: str, overrides: dict | None = None) -> DeviceSpec:
-    """A bundled device by name (``h100-sxm``) or a path to a device YAML file."""
+    """A bundled device by name (``h100-sxm``) or a path to a device YAML file.
+
+    Memoised on the file's *content* and the overrides: loading again is free, and an edited file
+    is read afresh. The returned spec is immutable (frozen, read-only mappings).
+    """
     key = str(name_or_path).strip()
     if key.lower() in _bundled():
         where, text = f"device {key.lower()}", _bundled()[key.lower()].read_text()
@@ -223,11 +278,19 @@ def load_device(name_or_path: str, overrides: dict | None = None) -> DeviceSpec:
             text = Path(key).read_text()
         except OSError as e:
             raise InputError(f"cannot read device file {key}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"device file {key} is not UTF-8 text") from None
     else:
         raise InputError(f"unknown device {key!r}; {choices_hint(_bundled())} (or a path to a YAML file)")
+    over = tuple(sorted((overrides or {}).items()))
+    return _load(where, text, json.dumps(over))
+
+
+@lru_cache(maxsize=128)
+def _load(where: str, text: str, overrides_json: str) -> DeviceSpec:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
         raise InputError(f"malformed YAML in {where}: {msg}") from None
-    return parse_device(doc, where, overrides)
+    return parse_device(doc, where, dict(json.loads(overrides_json)))

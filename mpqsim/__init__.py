@@ -27,6 +27,21 @@ def choices_hint(valid, limit: int = 40) -> str:
     return f"valid choices: {shown}{more}"
 
 
+class FrozenDict(dict):
+    """A read-only dict (for specs that are memoised and shared); picklable, unlike a mappingproxy."""
+
+    def _readonly(self, *args, **kwargs):
+        raise TypeError("this mapping is read-only (a shared, memoised spec); build a new spec instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _readonly
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.items(), key=lambda kv: str(kv[0]))))
+
+
 @lru_cache(maxsize=None)
 def bundled_files(package: str, folder: str, suffix: str) -> dict:
     """Data files shipped in ``package/folder`` ending in ``suffix``: name (stem) -> resource."""

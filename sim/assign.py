@@ -44,6 +44,7 @@ class AssignedModel:
     weight_bytes: float
     kv_coef: np.ndarray
     kv_window: np.ndarray
+    op_formats: tuple = ()       # per row: (kind, weight format, activation format)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -114,4 +115,5 @@ def _assign(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None) -> 
     kv_window = t["window"].to_numpy(dtype=float)[attn]
     for a in (ops, kv_coef, kv_window):
         a.setflags(write=False)
-    return AssignedModel(spec, pmap, t, ops, weight_bytes, kv_coef, kv_window)
+    formats = tuple(zip(t["kind"].tolist(), t["weight_fmt"].tolist(), t["act_fmt"].tolist()))
+    return AssignedModel(spec, pmap, t, ops, weight_bytes, kv_coef, kv_window, formats)

@@ -32,12 +32,16 @@ import pandas as pd
 from sim.assign import AssignedModel, assign, assign_table
 from sim.fields import (CONFIG_DTYPE, COST_DTYPE, COST_TERMS, RULE_SUM, TOTAL_DTYPE, TOTAL_RULE, TOTAL_TERM,
                         TOTALS, Cost, Iteration, records)
-from sim.jit import kernel
+from sim.jit import as_rows, interpreted, kernel
 from sim.lowering import KERNEL_NAMES, UNIT_NAMES, Lowered, lower
 from workloads.optable import AV, KIND_NAMES, QK, SOFTMAX, op_counts
 
 N_TOTALS = len(TOTALS)
 N_TERMS = len(COST_TERMS)
+#: Jobs of fewer op-configurations than this run interpreted (:func:`sim.jit.interpreted`, same
+#: bits) until the process has loaded the compiled kernel, so a one-point question skips the ~0.4 s
+#: it takes to load compiled code.
+INTERPRET_BELOW = 2000
 
 
 @numba.njit(inline="always")
@@ -78,17 +82,19 @@ def price_kernel(ops, low, dev, cfg, totals, detail):
     cfg (n_cfg,) CONFIG_DTYPE. Writes totals (n_cfg, TOTALS) and, if detail has n_cfg rows,
     detail (n_cfg, n_ops, COST_TERMS): each op instance's cost, in registry order.
     """
-    n_ops = ops.shape[0]
+    n_ops = len(ops)
     want_detail = detail.shape[0] > 0
-    for c in range(cfg.shape[0]):
+    for c in range(len(cfg)):
         x = cfg[c]
         d = x.device
+        low_d = low[d]
+        dev_d = dev[d]
         tot = totals[c]
         for t in range(N_TOTALS):
             tot[t] = 0.0
         for j in range(n_ops):
             op = ops[j]
-            r = op_cost(op, low[d, j], dev[d], x.batch, x.q, x.past)
+            r = op_cost(op, low_d[j], dev_d, x.batch, x.q, x.past)
             _accumulate(tot, r, op.repeat)
             if want_detail:
                 for t in range(N_TERMS):
@@ -206,7 +212,10 @@ def price(lowered: Lowered, cfg: np.ndarray | None = None, *, detail: bool = Fal
         raise IndexError(f"configuration device index out of range 0..{len(lowered.devices) - 1}")
     totals = np.zeros((n, N_TOTALS))
     det = np.zeros((n if detail else 0, n_ops, N_TERMS))
-    price_kernel(lowered.ops, lowered.per_op, lowered.device, cfg, totals, det)
+    if not price_kernel.signatures and n * n_ops < INTERPRET_BELOW:
+        interpreted(price_kernel)(*as_rows(lowered.ops, lowered.per_op, lowered.device, cfg), totals, det)
+    else:
+        price_kernel(lowered.ops, lowered.per_op, lowered.device, cfg, totals, det)
     return CostTable(lowered, cfg, totals.view(TOTAL_DTYPE).reshape(n),
                      det.view(COST_DTYPE).reshape(n, n_ops) if detail else None)
 

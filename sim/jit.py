@@ -11,7 +11,9 @@ cache (always correct, slower to start).
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import types
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -66,3 +68,48 @@ def kernel(fn=None, **options):
         except Exception:  # pragma: no cover - e.g. no writable cache location: no file cache
             pass
     return disp
+
+
+def interpreted(disp):
+    """The same kernel run by the Python interpreter: ``disp.py_func`` with every Numba function it
+    calls (recursively) replaced by its Python original. Same code, same IEEE arithmetic, so the
+    same bits; used for tiny jobs in a process that has not yet loaded the compiled kernel (loading
+    compiled code costs ~0.4 s once per process, more than a one-point question takes to answer)."""
+    cached = _INTERPRETED.get(id(disp))
+    if cached is not None and cached[0] is disp:
+        return cached[1]
+    fn = disp.py_func
+    glb = dict(fn.__globals__)
+    for name in fn.__code__.co_names:
+        obj = glb.get(name)
+        if isinstance(obj, numba.core.dispatcher.Dispatcher):
+            glb[name] = interpreted(obj)
+    out = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    _INTERPRETED[id(disp)] = (disp, out)
+    return out
+
+
+_INTERPRETED: dict = {}
+
+
+def as_rows(*arrays):
+    """Record arrays as the interpreter reads them: a 1-D array -> a list of namedtuples (attribute
+    access by field name, like Numba's records; NumPy's own records shadow fields such as
+    ``repeat`` or ``device`` with methods), a 2-D array -> a list of such lists."""
+    out = []
+    for a in arrays:
+        row = _row_type(a.dtype)
+        if a.ndim == 1:
+            out.append([row(*r) for r in a.tolist()])
+        else:
+            out.append([[row(*r) for r in sub] for sub in a.tolist()])
+    return out
+
+
+_ROW_TYPES: dict = {}
+
+
+def _row_type(dtype):
+    if dtype not in _ROW_TYPES:
+        _ROW_TYPES[dtype] = collections.namedtuple("Row", dtype.names, rename=False)
+    return _ROW_TYPES[dtype]

@@ -94,8 +94,9 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     b_val = np.asarray(batches)[b_val]
     grid_dev, grid_b = np.meshgrid([d.name for d in devices], batches, indexing="ij")
     capacity = np.array([d.memory_bytes for d in devices])[:, None]
-    frames = []
+    cols: dict[str, list] = {}
     q_val, past_val = np.array([p.q for p in ph])[p_idx], np.array([p.past for p in ph])[p_idx]
+    n = grid_b.size
     for pmap in pmaps:
         model = assign(spec, pmap)
         ct = price(lower(model, devices, eager, fused_attention), device=d_idx, batch=b_val, q=q_val, past=past_val,
@@ -108,15 +109,19 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
         pre, dec = np.s_[..., :-1], np.s_[..., -1]
         mem = memory(model, grid_b, max(prompt, context), ct["act_peak"].reshape(shape).max(-1))
         pre_t, dec_t = total[pre].sum(-1), total[dec]
-        frames.append(pd.DataFrame(dict(
-            model=spec.name, device=grid_dev.ravel(), precision=pmap.name, batch=grid_b.ravel(), prompt=prompt,
-            context=context, prefill_ms=pre_t.ravel() * 1e3, prefill_bound=_bound(t_mem[pre].sum(-1), t_cmp[pre].sum(-1)),
-            decode_ms=dec_t.ravel() * 1e3, decode_bound=_bound(t_mem[dec], t_cmp[dec]),
-            decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
-            weights_gb=mem["weights"] / GB, kv_gb=mem["kv"].ravel() / GB, act_gb=mem["act"].ravel() / GB,
-            total_gb=mem["total"].ravel() / GB, capacity_gb=np.broadcast_to(capacity, grid_b.shape).ravel() / GB,
-            fits=(mem["total"] <= capacity).ravel())))
-    return pd.concat(frames, ignore_index=True)
+        for k, v in dict(
+                model=np.full(n, spec.name, dtype=object), device=grid_dev.ravel(),
+                precision=np.full(n, pmap.name, dtype=object), batch=grid_b.ravel(), prompt=np.full(n, prompt),
+                context=np.full(n, context), prefill_ms=pre_t.ravel() * 1e3,
+                prefill_bound=_bound(t_mem[pre].sum(-1), t_cmp[pre].sum(-1)),
+                decode_ms=dec_t.ravel() * 1e3, decode_bound=_bound(t_mem[dec], t_cmp[dec]),
+                decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
+                weights_gb=np.full(n, mem["weights"] / GB), kv_gb=mem["kv"].ravel() / GB,
+                act_gb=mem["act"].ravel() / GB, total_gb=mem["total"].ravel() / GB,
+                capacity_gb=np.broadcast_to(capacity, grid_b.shape).ravel() / GB,
+                fits=(mem["total"] <= capacity).ravel()).items():
+            cols.setdefault(k, []).append(v)
+    return pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
 
 
 def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch: int, prompt: int,

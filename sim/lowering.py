@@ -121,31 +121,54 @@ class Lowered:
         return [KERNEL_NAMES[int(k)] for k in self.per_op["kernel"][d]]
 
 
+_MEMO: dict = {}
+_MEMO_SIZE = 512
+
+
 def lower(model, devices, eager: bool = False, fused_attention: bool = True) -> Lowered:
-    """Per-(device, op) and per-device parameters of ``model`` (an AssignedModel) on ``devices``."""
+    """Per-(device, op) and per-device parameters of ``model`` (an AssignedModel) on ``devices``.
+
+    Memoised on the model object (assigned models are immutable) and the devices' contents.
+    """
     devices = tuple(devices)
-    t = model.table
-    kinds, wf, af = t["kind"].to_numpy(), t["weight_fmt"].to_numpy(), t["act_fmt"].to_numpy()
-    per_op = np.zeros((len(devices), len(t)), dtype=LOWERED_DTYPE)
+    key = (id(model), devices, bool(eager), bool(fused_attention))
+    hit = _MEMO.get(key)
+    if hit is not None and hit.model is model:  # the entry holds the model, so its id is not reused
+        return hit
+    low = _lower(model, devices, eager, fused_attention)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = low
+    return low
+
+
+def _lower(model, devices: tuple, eager: bool, fused_attention: bool) -> Lowered:
+    rows = model.op_formats
+    per_op = np.zeros((len(devices), len(rows)), dtype=LOWERED_DTYPE)
     for d, dev in enumerate(devices):
-        cols = {f: [] for f in LOWERED_DTYPE.names}
-        for kind, w, a in zip(kinds, wf, af):
-            unit, kern = op_unit_kernel(dev, int(kind), w, a, fused_attention)
-            vector = unit == VECTOR_UNIT
-            cols["unit"].append(UNIT_NAMES.index(unit))
-            cols["kernel"].append(KERNEL_NAMES.index(kern))
-            cols["rate"].append(dev.vector_flops * dev.eff_vector if vector
-                                else dev.peak(unit) * dev.compute_efficiency(unit))
-            cols["m_min"].append(0.0 if vector else dev.eff_m_min)
-            cols["launches"].append(_launches(int(kind), kern))
-            cols["materialise_scores"].append(0.0 if kern == "flash_attention" else 1.0)
-        for f, v in cols.items():
-            per_op[d][f] = v
+        seen: dict[tuple, tuple] = {}  # ops of one kind and formats lower alike
+        for j, r in enumerate(rows):
+            if r not in seen:
+                seen[r] = _lower_op(dev, *r, fused_attention)
+            per_op[d][j] = seen[r]
     device = records(DEVICE_DTYPE,
                      bandwidth=[dev.bandwidth * dev.eff_memory for dev in devices],
                      launch_s=[dev.launch_eager_s if eager else dev.launch_s for dev in devices],
                      tdp_w=[dev.tdp_w for dev in devices], idle_w=[dev.idle_w for dev in devices])
+    for a in (per_op, device):
+        a.setflags(write=False)
     return Lowered(model, devices, per_op, device, eager, fused_attention)
+
+
+def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool) -> tuple:
+    """One LOWERED_DTYPE record (as a tuple in field order) for an op of this kind and formats."""
+    unit, kern = op_unit_kernel(dev, kind, weight, act, fused_attention)
+    vector = unit == VECTOR_UNIT
+    rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern),
+               rate=dev.vector_flops * dev.eff_vector if vector else dev.peak(unit) * dev.compute_efficiency(unit),
+               m_min=0.0 if vector else dev.eff_m_min, launches=_launches(kind, kern),
+               materialise_scores=0.0 if kern == "flash_attention" else 1.0)
+    return tuple(rec[f] for f in LOWERED_DTYPE.names)
 
 
 __all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES",
