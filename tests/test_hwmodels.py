@@ -58,7 +58,7 @@ def test_loads_from_path(tmp_path):
     (lambda d: d["memory_bandwidth_tbs"].pop("source"), "needs a 'source'"),
     (lambda d: d["memory_bandwidth_tbs"].update(source="nowhere"), "not listed under 'sources'"),
     (lambda d: d["memory_bandwidth_tbs"].update(value=-3), "must be > 0"),
-    (lambda d: d["memory_bandwidth_tbs"].update(value="fast"), "must be a number"),
+    (lambda d: d["memory_bandwidth_tbs"].update(value="fast"), "must be a finite number"),
     (lambda d: d.pop("tdp_w"), "missing field"),
     (lambda d: d["peak_tflops"].update(int2={"value": 1, "source": "NV-H100"}), "unknown compute unit"),
     (lambda d: d["efficiency"]["memory"].update(value=1.5), "must be <= 1"),
@@ -94,3 +94,61 @@ def test_per_unit_compute_efficiency(tmp_path, h100):
     doc["efficiency"]["compute_by_unit"]["fp4"] = {"value": 0.5, "source": "MLE"}
     with pytest.raises(InputError, match="compute_by_unit names 'fp4'"):
         load_device(_write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("key", ["peak_tflop.bf16", "memory_bandwith_tbs", "efficiency.memroy", "tdp", "peak_tflops.int3"])
+def test_misspelt_override_is_an_error(key):
+    with pytest.raises(InputError, match=rf"--set {key}: not a device number; valid keys"):
+        load_device("h100-sxm", {key: 1.0})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_override_values_are_validated(value):
+    with pytest.raises(InputError, match="memory_bandwidth_tbs"):
+        load_device("h100-sxm", {"memory_bandwidth_tbs": value})
+
+
+def test_override_can_add_a_unit_and_keeps_accepts():
+    dev = load_device("h100-sxm", {"peak_tflops.mxint4": 4000})
+    assert dev.peak("mxint4") == 4000e12 and dev.units["mxint4"].accepts == ("mxint4_32",)
+
+
+def test_typo_in_accepts_is_an_error(tmp_path):
+    doc = _valid_doc()
+    doc["peak_tflops"]["bf16"]["accepts"] = ["bf16", "mxnit4_32"]
+    with pytest.raises(InputError, match="unknown unit key 'mxnit4_32'; valid: fp32, bf16"):
+        load_device(_write(tmp_path, doc))
+
+
+def test_every_format_unit_key_is_a_valid_accepts_entry():
+    from hwmodels.spec import UNIT_ACCEPTS, UNIT_KEY_RE
+    from quant.formats import parse_format
+
+    for f in ("bf16", "fp16", "fp32", "fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp4_e2m1", "int8_chan", "int4_tens",
+              "mxint8_32", "mxint4_32", "mxint4_16", "mxfp8_e4m3_32", "mxfp6_e2m3_32", "mxfp4_e2m1_64"):
+        for k in parse_format(f).unit_keys:
+            assert UNIT_KEY_RE.fullmatch(k), (f, k)
+    assert all(UNIT_KEY_RE.fullmatch(k) for v in UNIT_ACCEPTS.values() for k in v)
+
+
+def test_unknown_fields_are_errors(tmp_path):
+    doc = _valid_doc()
+    doc["memory_bandwith_tbs"] = {"value": 3, "source": "MLE"}
+    with pytest.raises(InputError, match="unknown field"):
+        load_device(_write(tmp_path, doc))
+    doc = _valid_doc()
+    doc["efficiency"]["memroy"] = {"value": 0.8, "source": "MLE"}
+    with pytest.raises(InputError, match="efficiency has unknown key"):
+        load_device(_write(tmp_path, doc))
+
+
+def test_loading_is_memoised_on_content(tmp_path):
+    doc = _valid_doc()
+    p = _write(tmp_path, doc)
+    a, b = load_device(p), load_device(p)
+    assert a is b  # the same immutable spec
+    with pytest.raises(TypeError, match="read-only"):
+        a.units["bf16"] = None
+    doc["memory_bandwidth_tbs"]["value"] = 1.5
+    _write(tmp_path, doc)
+    assert load_device(p).bandwidth == 1.5e12  # an edited file is never served stale
