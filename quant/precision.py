@@ -165,6 +165,13 @@ class PrecisionMap:
                              f"e.g. {unknown[0]!r}; valid op names look like: {example}")
 
 
+def presets_table() -> pd.DataFrame:
+    """One row per uniform preset: weight/activation formats of linear ops, attention, KV cache, what it models."""
+    return pd.DataFrame([dict(preset=k, weight=v["linear"][0], act=v["linear"][1],
+                              attention="/".join(v["attention"]), kv_cache=v["kv"], what=v["doc"])
+                         for k, v in PRESETS.items()])
+
+
 def preset_map(name: str) -> PrecisionMap:
     """A uniform :class:`PrecisionMap` from a preset name (see :data:`PRESETS`)."""
     key = name.strip().lower()
@@ -247,3 +254,13 @@ def flop_ratio(assigned: pd.DataFrame, flops: np.ndarray) -> float:
                     for w, a in zip(assigned["weight_fmt"], assigned["act_fmt"])])
     total = flops[mask].sum()
     return float(flops[mask & low].sum() / total) if total else 0.0
+
+
+def map_summary(table: pd.DataFrame, pmap: PrecisionMap, tokens: int = 1) -> dict:
+    """How much of a model ``pmap`` puts in low precision: ``q_r`` (parameters, :func:`quant_ratio`)
+    and ``flop_ratio`` (matmul FLOPs of a prefill of ``tokens`` tokens, :func:`flop_ratio`)."""
+    from workloads.optable import counts
+
+    t = assign_formats(table, pmap)
+    c = counts(t, 1, tokens, 0)
+    return dict(q_r=quant_ratio(t), flop_ratio=flop_ratio(t, (c.flops * c.repeat).to_numpy()))

@@ -22,6 +22,7 @@ new, and ends with the same result.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,14 @@ class Journal:
         self.records: dict[str, dict] = {}
         if self.path.exists() and self.path.stat().st_size:
             lines = self.path.read_text().splitlines()
-            head = json.loads(lines[0])
+            try:
+                head = json.loads(lines[0])
+            except (json.JSONDecodeError, IndexError):
+                head = None
+            if not isinstance(head, dict) or "settings" not in head:
+                raise InputError(f"{self.path}: the settings line (the first) is damaged, e.g. cut by a kill while "
+                                 f"it was written ({len(lines) - 1} later line(s)); delete the file to start afresh "
+                                 "or use a new output folder")
             if head.get("settings") != settings:
                 raise InputError(f"{self.path} was written by a search with other settings "
                                  f"({head.get('settings')}); use a new output folder")
@@ -122,10 +130,13 @@ class Journal:
                     rec = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill: that evaluation is redone
                     continue
-                self.records[rec["signature"]] = rec
+                if isinstance(rec, dict) and "signature" in rec:
+                    self.records[rec["signature"]] = rec
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"settings": settings}) + "\n")
+            tmp = self.path.with_name(self.path.name + ".tmp")  # written whole, then renamed: never half a header
+            tmp.write_text(json.dumps({"settings": settings}) + "\n")
+            os.replace(tmp, self.path)
 
     def add(self, rec: dict) -> None:
         self.records[rec["signature"]] = rec
@@ -237,6 +248,14 @@ SEARCHERS = {"random": random_search, "greedy": greedy_search}
 def uniform_map(f: OpFormats, name: str = "low") -> PrecisionMap:
     """Every matmul (linear and attention) in ``f``: what the sensitivity analysis measures."""
     return PrecisionMap(name=name, roles={"linear": f, "attention": f})
+
+
+def resume_identity(model, text, windows: int, window_len: int, weight_only: bool, calibration) -> dict:
+    """What must match for a search to resume from an existing journal (besides the formats,
+    granularity and searcher, which :func:`run_search` adds): the model, the evaluation text and
+    windows, weight-only or not, and the calibration text."""
+    return dict(model=str(model), text=str(text), windows=int(windows), window_len=int(window_len),
+                weight_only=bool(weight_only), calibration=str(calibration))
 
 
 def check_search_args(granularity: str, ratios, searcher: str, budget: int) -> None:

@@ -1,11 +1,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from sim.cli import main
+from mpqsim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(capsys, *args):
@@ -91,7 +94,7 @@ def test_bad_files_one_line_exit_2(capsys, tmp_path):
 
 
 def test_console_script_exit_code():
-    r = subprocess.run([sys.executable, "-m", "sim.cli", "latency", "-m", "nope", "-d", "h100-sxm"],
+    r = subprocess.run([sys.executable, "-m", "mpqsim.cli", "latency", "-m", "nope", "-d", "h100-sxm"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
@@ -133,3 +136,75 @@ def test_quantize_stats_bad_input(capsys, tmp_path, args, msg):
     args = [a.replace("{npy}", str(tmp_path / "w.npy")) for a in args]
     code, _, err = run(capsys, *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, err
+
+
+CORE_VERB_PROBE = r"""
+import sys, json, contextlib, io
+for blocked in ("torch", "transformers", "gguf", "accelerate", "safetensors", "torchao"):
+    sys.modules[blocked] = None  # a core install (make demo's) has none of the extras
+from mpqsim.cli import main
+runs = [["models"], ["devices"], ["presets"], ["formats"],
+        ["latency", "-m", "llama-2-7b", "-d", "h100-sxm", "-p", "bf16,w4a16", "--per-op"],
+        ["serve", "-m", "llama-2-7b", "-d", "a100-80gb", "--qps", "2", "--requests", "20"]]
+codes = []
+with contextlib.redirect_stdout(io.StringIO()):
+    for argv in runs:
+        codes.append(main(argv))
+print(json.dumps(dict(codes=codes, modules=sorted({m.split(".")[0] for m, v in sys.modules.items() if v is not None}))))
+"""
+
+
+def _declared_closure() -> set[str]:
+    """Distributions of the core dependencies in pyproject.toml and everything they require (installed)."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    todo = [re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0] for d in deps]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [re.split(r"[<>=!~ ;\[(]", r, maxsplit=1)[0] for r in reqs if "extra ==" not in r]
+    return seen
+
+
+def _imported_by(files) -> set[str]:
+    """Top-level names of every module that these source files import (anywhere in them)."""
+    import ast
+
+    names = set()
+    for f in files:
+        for node in ast.walk(ast.parse(Path(f).read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_verbs_need_only_declared_dependencies():
+    """What `make demo` installs (no extras) runs every core verb: each third-party module that our code
+    imports while they run belongs to a declared core dependency (or one of its own requirements)."""
+    from importlib import metadata
+
+    out = subprocess.run([sys.executable, "-c", CORE_VERB_PROBE], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["codes"] == [0] * len(res["codes"])
+    own = {"mpqsim", "workloads", "quant", "hwmodels", "sim", "reports"}
+    ours = [p for pkg in own for p in (ROOT / pkg).glob("*.py")]
+    used = (_imported_by(ours) & set(res["modules"])) - own - set(sys.stdlib_module_names)
+    dists = metadata.packages_distributions()
+    declared = _declared_closure()
+    undeclared = {m: dists.get(m) for m in used
+                  if not any(d.lower().replace("_", "-") in declared for d in dists.get(m, [m]))}
+    assert not undeclared, f"imported but not declared in pyproject dependencies: {undeclared}"
+    assert "tqdm" in used  # the serving progress bar: once missing from the core install

@@ -200,7 +200,7 @@ def test_bad_maps_and_ratios():
 
 
 def test_bad_files(tmp_path, capsys):
-    from sim.cli import main
+    from mpqsim.cli import main
 
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "weights.bin").write_bytes(b"\0")

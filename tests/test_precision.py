@@ -99,3 +99,35 @@ def test_per_expert_map_on_moe():
     w1 = t[t.name.str.endswith("experts.{e}.w1")]
     assert sorted(w1.row_experts) == [4, 4] and (w1.repeat == 32).all()
     assert 0 < quant_ratio(t) < 0.2
+
+
+@pytest.mark.parametrize("text", ['{"settings": {"model": "x", "te', '', '[1, 2]\n{"signature": "a"}\n'])
+def test_journal_with_a_damaged_header_is_a_clear_error(tmp_path, text):
+    from quant.search import Journal
+
+    p = tmp_path / "journal.jsonl"
+    p.write_text(text or "\n")
+    with pytest.raises(InputError, match="settings line .* is damaged"):
+        Journal(p, {"model": "x"})
+
+
+def test_journal_header_is_written_whole_and_cut_records_are_redone(tmp_path):
+    from quant.search import Journal
+
+    p = tmp_path / "journal.jsonl"
+    j = Journal(p, {"model": "x"})
+    j.add({"signature": "a", "delta": 0.1})
+    with open(p, "a") as f:
+        f.write('{"signature": "b", "del')  # cut by a kill
+    assert set(Journal(p, {"model": "x"}).records) == {"a"}
+    assert not (tmp_path / "journal.jsonl.tmp").exists()
+
+
+def test_presets_table_and_map_summary(llama7b):
+    from quant.precision import map_summary, presets_table
+    from workloads import build_optable
+
+    t = presets_table()
+    assert {"preset", "weight", "act", "attention", "kv_cache", "what"} <= set(t.columns) and "mxint4" in set(t.preset)
+    s = map_summary(build_optable(llama7b), preset_map("w4a16"), tokens=128)
+    assert 0.9 < s["q_r"] < 1.0 and 0.0 < s["flop_ratio"] < 1.0

