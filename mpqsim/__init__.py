@@ -39,7 +39,10 @@ class FrozenDict(dict):
         return (FrozenDict, (dict(self),))
 
     def __hash__(self):
-        return hash(tuple(sorted(self.items(), key=lambda kv: str(kv[0]))))
+        h = self.__dict__.get("_hash")
+        if h is None:  # immutable, so the hash is computed once
+            h = self.__dict__["_hash"] = hash(tuple(sorted(self.items(), key=lambda kv: str(kv[0]))))
+        return h
 
 
 @lru_cache(maxsize=None)

@@ -192,9 +192,17 @@ def assign_formats(table: pd.DataFrame, pmap: PrecisionMap) -> pd.DataFrame:
     so every output row has one format pair; ``layers``, ``expert_ids``, ``repeat`` and ``row_experts``
     describe the split rows. Element-wise and embedding ops get the map's high-precision format.
     """
+    df = pd.DataFrame(assign_format_rows(table.to_dict("records"), pmap))
+    df.attrs.update(table.attrs)
+    df.attrs["precision"] = pmap.name
+    return df
+
+
+def assign_format_rows(rows, pmap: PrecisionMap) -> list[dict]:
+    """:func:`assign_formats` on op-table rows (dicts): the rows with their formats, split as needed."""
     high = pmap.high
     out_rows = []
-    for row in table.to_dict("records"):
+    for row in rows:
         role = row["role"]
         if role not in MATMUL_ROLES:
             out_rows.append(dict(row, weight_fmt=high.name, act_fmt=high.name))
@@ -221,12 +229,10 @@ def assign_formats(table: pd.DataFrame, pmap: PrecisionMap) -> pd.DataFrame:
                 sub["repeat"] = max(1, len(sub["layers"]))
                 sub["row_experts"] = len(sub["expert_ids"])
                 out_rows.append(sub)
-    df = pd.DataFrame(out_rows)
-    df["out_fmt"] = high.name
-    df["kv_fmt"] = pmap.kv_cache.name
-    df.attrs.update(table.attrs)
-    df.attrs["precision"] = pmap.name
-    return df
+    for r in out_rows:
+        r["out_fmt"] = high.name
+        r["kv_fmt"] = pmap.kv_cache.name
+    return out_rows
 
 
 def quant_ratio(assigned: pd.DataFrame) -> float:

@@ -4,7 +4,8 @@ The first of the cost model's three steps (assign, lower, price; DESIGN.md). The
 :class:`AssignedModel`, knows no device: formats, bytes per element, stored weight bytes and the
 KV cache's size per token. It is memoised on the content of its inputs (the frozen model spec or
 the table's values, and the map's JSON), so asking again for the same model and map is free and a
-changed map or table is never served stale; its arrays are read-only and ``table`` returns a copy.
+changed map or table is never served stale; its rows and arrays are read-only and ``table`` builds
+a new DataFrame on each access.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from quant.formats import parse_format
-from quant.precision import PrecisionMap, assign_formats
+from quant.precision import PrecisionMap, assign_format_rows
+from mpqsim import FrozenDict
 from sim.fields import FORMAT_FIELDS, OP_DTYPE
-from workloads.optable import AV, QK, build_optable, op_names, op_records
+from workloads.optable import AV, QK, model_rows, op_names, op_records
 from workloads.spec import ModelSpec
 
 #: Format column of the assigned table behind each format-bytes field.
@@ -31,36 +33,38 @@ assert set(_FORMAT_COLUMN) == set(FORMAT_FIELDS)
 class AssignedModel:
     """A model's op table under one precision map (no device yet).
 
-    ``ops`` holds one :data:`sim.fields.OP_DTYPE` record per row of the table; ``weight_bytes``
-    is the stored weights (parameters in their weight format, biases in the output format);
-    ``kv_coef`` / ``kv_window`` give, per attention row, the KV bytes per held token (all its
-    layers) and its sliding window (0 = the whole context).
+    ``rows`` are the assigned table's rows (read-only dicts: the op table's columns plus
+    ``weight_fmt`` / ``act_fmt`` / ``out_fmt`` / ``kv_fmt``); ``ops`` holds one
+    :data:`sim.fields.OP_DTYPE` record per row; ``weight_bytes`` is the stored weights (parameters
+    in their weight format, biases in the output format); ``kv_coef`` / ``kv_window`` give, per
+    attention row, the KV bytes per held token (all its layers) and its sliding window (0 = the
+    whole context); ``op_formats`` is (kind, weight format, activation format) per row.
     """
 
     spec: ModelSpec | None
     pmap: PrecisionMap
-    _table: pd.DataFrame
+    rows: tuple
     ops: np.ndarray
     weight_bytes: float
     kv_coef: np.ndarray
     kv_window: np.ndarray
-    op_formats: tuple = ()       # per row: (kind, weight format, activation format)
+    op_formats: tuple
+    model_name: str = "custom"
 
     @property
     def table(self) -> pd.DataFrame:
-        """The op table with ``weight_fmt`` / ``act_fmt`` / ``out_fmt`` / ``kv_fmt`` (a copy)."""
-        return self._table.copy()
+        """The assigned op table as a DataFrame (a new one on every access)."""
+        df = pd.DataFrame({c: [r[c] for r in self.rows] for c in self.rows[0]}) if self.rows else pd.DataFrame()
+        df.attrs.update(model=self.model_name, precision=self.pmap.name)
+        return df
 
     @property
     def names(self) -> list[str]:
-        return list(self._table["name"])
+        return [r["name"] for r in self.rows]
 
     def column(self, name: str) -> np.ndarray:
-        """One column of the table as a (read-only) array, without copying the table."""
-        a = self._table[name].to_numpy()
-        a = a.view() if isinstance(a, np.ndarray) else np.asarray(a)
-        a.setflags(write=False)
-        return a
+        """One column of the assigned table as an array."""
+        return np.array([r[name] for r in self.rows])
 
     def kv_bytes(self, batch, context) -> np.ndarray:
         """KV-cache bytes held for ``batch`` sequences of ``context`` tokens (array-broadcasting)."""
@@ -84,36 +88,39 @@ def _memo(key, build):
     return val
 
 
-def _map_key(pmap: PrecisionMap) -> str:
-    return json.dumps(pmap.to_json(), sort_keys=True)
+def _map_key(pmap: PrecisionMap) -> tuple:
+    """The map's content (its formats are frozen, hashable values)."""
+    return (pmap.name, pmap.default, pmap.kv_cache, tuple(sorted(pmap.roles.items())), tuple(sorted(pmap.ops.items())))
 
 
 def assign(spec: ModelSpec, pmap: PrecisionMap) -> AssignedModel:
     """Build the op table of ``spec`` and apply ``pmap`` (memoised on spec and map content)."""
-    return _memo(("spec", spec, _map_key(pmap)), lambda: _assign(build_optable(spec), pmap, spec))
+    return _memo(("spec", spec, _map_key(pmap)), lambda: _assign(model_rows(spec), pmap, spec, spec.name))
 
 
 def assign_table(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None = None) -> AssignedModel:
     """Apply ``pmap`` to any op table (a model's, or an ad-hoc one such as a single GEMM)."""
-    key = ("table", pd.util.hash_pandas_object(table.astype({c: str for c in ("layers", "expert_ids")}),
-                                               index=False).to_numpy().tobytes(), spec, _map_key(pmap))
-    return _memo(key, lambda: _assign(table.copy(), pmap, spec))
+    rows = table.to_dict("records")
+    key = ("table", json.dumps(rows, sort_keys=True, default=str), spec, _map_key(pmap))
+    return _memo(key, lambda: _assign(rows, pmap, spec, table.attrs.get("model", "custom")))
 
 
-def _assign(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None) -> AssignedModel:
-    pmap.validate(op_names(table))
-    t = assign_formats(table, pmap)
+def _assign(rows, pmap: PrecisionMap, spec: ModelSpec | None, model_name: str) -> AssignedModel:
+    if pmap.ops:  # only explicit entries can name an op the model lacks
+        pmap.validate(op_names(rows))
+    t = tuple(FrozenDict(r) for r in assign_format_rows(rows, pmap))
     ops = op_records(t, OP_DTYPE)
     for field, col in _FORMAT_COLUMN.items():
-        ops[field] = [parse_format(f).bytes_per_element for f in t[col]]
+        ops[field] = [parse_format(r[col]).bytes_per_element for r in t]
     wb, ob, kvb = ops["wbytes"], ops["obytes"], ops["kvbytes"]
-    inst = (t["repeat"] * np.maximum(t["row_experts"], 1)).to_numpy()
-    bias = t["b_elems"].to_numpy()
-    weight_bytes = float((((t["params"].to_numpy() - bias) * wb + bias * ob) * inst).sum())
-    attn = t["kind"].isin([QK, AV]).to_numpy()  # QK rows hold K, AV rows hold V
-    kv_coef = (t["repeat"] * t["kv_heads"] * t["head_dim"]).to_numpy()[attn] * kvb[attn]
-    kv_window = t["window"].to_numpy(dtype=float)[attn]
+    col = lambda name: np.array([r[name] for r in t])  # noqa: E731
+    inst = col("repeat") * np.maximum(col("row_experts"), 1)
+    bias = col("b_elems")
+    weight_bytes = float((((col("params") - bias) * wb + bias * ob) * inst).sum())
+    attn = np.isin(col("kind"), [QK, AV])  # QK rows hold K, AV rows hold V
+    kv_coef = (col("repeat") * col("kv_heads") * col("head_dim"))[attn] * kvb[attn]
+    kv_window = col("window").astype(float)[attn]
     for a in (ops, kv_coef, kv_window):
         a.setflags(write=False)
-    formats = tuple(zip(t["kind"].tolist(), t["weight_fmt"].tolist(), t["act_fmt"].tolist()))
-    return AssignedModel(spec, pmap, t, ops, weight_bytes, kv_coef, kv_window, formats)
+    formats = tuple((r["kind"], r["weight_fmt"], r["act_fmt"]) for r in t)
+    return AssignedModel(spec, pmap, t, ops, weight_bytes, kv_coef, kv_window, formats, model_name)

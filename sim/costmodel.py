@@ -38,10 +38,11 @@ from workloads.optable import AV, KIND_NAMES, QK, SOFTMAX, op_counts
 
 N_TOTALS = len(TOTALS)
 N_TERMS = len(COST_TERMS)
-#: Jobs of fewer op-configurations than this run interpreted (:func:`sim.jit.interpreted`, same
-#: bits) until the process has loaded the compiled kernel, so a one-point question skips the ~0.4 s
-#: it takes to load compiled code.
-INTERPRET_BELOW = 2000
+#: A process prices its first op-configurations with the kernel interpreted (:func:`sim.jit.interpreted`,
+#: same code, same bits), up to this many in all, before it loads the compiled kernel: a one-point
+#: question then skips the ~0.4 s that loading compiled code costs; anything larger runs compiled.
+INTERPRET_BUDGET = 4000
+_interpret_left = [INTERPRET_BUDGET]
 
 
 @numba.njit(inline="always")
@@ -59,8 +60,11 @@ def op_cost(op, low, dev, batch, q, past):
     t_c = cnt.flops * pad / low.rate if cnt.flops > 0.0 else 0.0
     t_m = (b_w + b_a + b_kv) / dev.bandwidth
     t_l = low.launches * dev.launch_s
-    return Cost(time=max(t_c, t_m) + t_l, t_compute=t_c, t_memory=t_m, t_launch=t_l, flops=cnt.flops,
-                bytes_w=b_w, bytes_act=b_a, bytes_kv=b_kv, m=m, n=cnt.n, k=cnt.k, count=cnt.count)
+    t = max(t_c, t_m) + t_l
+    mem_bound = t_m >= t_c
+    return Cost(time=t, t_compute=t_c, t_memory=t_m, t_launch=t_l, time_memory_bound=t if mem_bound else 0.0,
+                time_compute_bound=0.0 if mem_bound else t, flops=cnt.flops, bytes_w=b_w, bytes_act=b_a,
+                bytes_kv=b_kv, m=m, n=cnt.n, k=cnt.k, count=cnt.count)
 
 
 @numba.njit(inline="always")
@@ -210,9 +214,12 @@ def price(lowered: Lowered, cfg: np.ndarray | None = None, *, detail: bool = Fal
     n, n_ops = len(cfg), len(lowered.ops)
     if n and (cfg["device"].min() < 0 or cfg["device"].max() >= len(lowered.devices)):
         raise IndexError(f"configuration device index out of range 0..{len(lowered.devices) - 1}")
+    if n and not (np.all(cfg["batch"] >= 1) and np.all(cfg["q"] >= 1) and np.all(cfg["past"] >= 0)):
+        raise ValueError("configurations need batch >= 1, q >= 1 and past >= 0 (finite)")
     totals = np.zeros((n, N_TOTALS))
     det = np.zeros((n if detail else 0, n_ops, N_TERMS))
-    if not price_kernel.signatures and n * n_ops < INTERPRET_BELOW:
+    if not price_kernel.signatures and n * n_ops <= _interpret_left[0]:
+        _interpret_left[0] -= n * n_ops
         interpreted(price_kernel)(*as_rows(lowered.ops, lowered.per_op, lowered.device, cfg), totals, det)
     else:
         price_kernel(lowered.ops, lowered.per_op, lowered.device, cfg, totals, det)
@@ -222,3 +229,17 @@ def price(lowered: Lowered, cfg: np.ndarray | None = None, *, detail: bool = Fal
 
 __all__ = ["AssignedModel", "assign", "assign_table", "lower", "Lowered", "price", "configs", "CostTable",
            "op_cost", "price_kernel", "iteration_kernel"]
+
+
+def clear_memos() -> None:
+    """Forget every memoised set-up result (devices, op tables, assignments, lowerings): the next
+    question pays the full set-up cost again. For benchmarks and tests; answers never depend on it."""
+    import hwmodels.spec
+    import sim.assign
+    import sim.lowering
+    import workloads.optable
+
+    hwmodels.spec._load.cache_clear()
+    workloads.optable.model_rows.cache_clear()
+    sim.assign._MEMO.clear()
+    sim.lowering._MEMO.clear()

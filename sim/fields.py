@@ -79,6 +79,8 @@ COST_TERMS = {
     "t_compute": "s: FLOPs (padded to the MMA tile) at the unit's achieved rate",
     "t_memory": "s: bytes at the achieved bandwidth",
     "t_launch": "s: launches x launch cost",
+    "time_memory_bound": "s: time if the memory side dominates (t_memory >= t_compute), else 0",
+    "time_compute_bound": "s: time if the compute side dominates, else 0",
     "flops": "FLOPs",
     "bytes_w": "bytes of weights (stored format) and biases read",
     "bytes_act": "bytes of activations read and written (attention scores too when materialised)",
@@ -98,6 +100,8 @@ TOTALS = {
     "t_compute": ("t_compute", "sum"),
     "t_memory": ("t_memory", "sum"),
     "t_launch": ("t_launch", "sum"),
+    "time_memory_bound": ("time_memory_bound", "sum"),
+    "time_compute_bound": ("time_compute_bound", "sum"),
     "flops": ("flops", "sum"),
     "bytes_w": ("bytes_w", "sum"),
     "bytes_act": ("bytes_act", "sum"),
@@ -133,9 +137,12 @@ def records(dtype: np.dtype, n=None, **columns) -> np.ndarray:
     extra = [f for f in columns if f not in dtype.names]
     if missing or extra:
         raise TypeError(f"record fields: missing {missing}, unknown {extra}; fields are {list(dtype.names)}")
-    cols = np.broadcast_arrays(*(np.asarray(columns[f]) for f in dtype.names))
-    length = cols[0].size if n is None else n
-    rec = np.empty(length, dtype=dtype)
+    cols = [np.asarray(columns[f]) for f in dtype.names]
+    if n is None:
+        n = max((c.size for c in cols if c.ndim), default=1)
+    rec = np.empty(n, dtype=dtype)
     for f, c in zip(dtype.names, cols):
-        rec[f] = np.broadcast_to(c.ravel() if c.ndim else c, (length,))
+        if c.ndim and c.size not in (1, n):
+            raise ValueError(f"record field {f!r} has {c.size} values, expected {n} (or one)")
+        rec[f] = c.ravel() if c.ndim else c
     return rec

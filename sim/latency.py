@@ -14,7 +14,7 @@ import pandas as pd
 from hwmodels.spec import DeviceSpec
 from mpqsim import InputError
 from quant.precision import PrecisionMap
-from sim.costmodel import AssignedModel, assign, lower, price
+from sim.costmodel import AssignedModel, assign, configs, lower, price
 from workloads.optable import KIND_NAMES
 from workloads.spec import ModelSpec
 
@@ -90,38 +90,37 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     validate(spec, batches, prompt, context, chunk)
     ph = phases(prompt, context, chunk)  # prefill chunk(s), then the decode step (last)
     shape = (len(devices), len(batches), len(ph))
-    d_idx, b_val, p_idx = (g.ravel() for g in np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"))
-    b_val = np.asarray(batches)[b_val]
-    grid_dev, grid_b = np.meshgrid([d.name for d in devices], batches, indexing="ij")
+    n_b, n_ph = len(batches), len(ph)              # configurations: device-major, then batch, then phase
+    cfg = configs(device=np.repeat(np.arange(len(devices)), n_b * n_ph),
+                  batch=np.tile(np.repeat(np.asarray(batches, dtype=float), n_ph), len(devices)),
+                  q=np.tile([float(p.q) for p in ph], len(devices) * n_b),
+                  past=np.tile([float(p.past) for p in ph], len(devices) * n_b))
+    models = [assign(spec, pmap) for pmap in pmaps]
+    tot = np.stack([price(lower(m, devices, eager, fused_attention), cfg).totals for m in models])
+    full = (len(pmaps), *shape)                       # precision x device x batch x phase
+    total, t_mem, t_cmp = (tot[f].reshape(full) for f in ("time", "time_memory_bound", "time_compute_bound"))
+    pre, dec = np.s_[..., :-1], np.s_[..., -1]
+    pre_t, dec_t = total[pre].sum(-1), total[dec]     # precision x device x batch
+    grid_b = np.broadcast_to(np.asarray(batches)[None, :], shape[:2])
     capacity = np.array([d.memory_bytes for d in devices])[:, None]
-    cols: dict[str, list] = {}
-    q_val, past_val = np.array([p.q for p in ph])[p_idx], np.array([p.past for p in ph])[p_idx]
-    n = grid_b.size
-    for pmap in pmaps:
-        model = assign(spec, pmap)
-        ct = price(lower(model, devices, eager, fused_attention), device=d_idx, batch=b_val, q=q_val, past=past_val,
-                   detail=True)
-        det = ct.detail
-        t_op = (det["time"] * ct.repeat).reshape(*shape, -1)
-        mem_bound = (det["t_memory"] >= det["t_compute"]).reshape(*shape, -1)
-        t_mem, t_cmp = (t_op * mem_bound).sum(-1), (t_op * ~mem_bound).sum(-1)
-        total = ct["time"].reshape(shape)
-        pre, dec = np.s_[..., :-1], np.s_[..., -1]
-        mem = memory(model, grid_b, max(prompt, context), ct["act_peak"].reshape(shape).max(-1))
-        pre_t, dec_t = total[pre].sum(-1), total[dec]
-        for k, v in dict(
-                model=np.full(n, spec.name, dtype=object), device=grid_dev.ravel(),
-                precision=np.full(n, pmap.name, dtype=object), batch=grid_b.ravel(), prompt=np.full(n, prompt),
-                context=np.full(n, context), prefill_ms=pre_t.ravel() * 1e3,
-                prefill_bound=_bound(t_mem[pre].sum(-1), t_cmp[pre].sum(-1)),
-                decode_ms=dec_t.ravel() * 1e3, decode_bound=_bound(t_mem[dec], t_cmp[dec]),
-                decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
-                weights_gb=np.full(n, mem["weights"] / GB), kv_gb=mem["kv"].ravel() / GB,
-                act_gb=mem["act"].ravel() / GB, total_gb=mem["total"].ravel() / GB,
-                capacity_gb=np.broadcast_to(capacity, grid_b.shape).ravel() / GB,
-                fits=(mem["total"] <= capacity).ravel()).items():
-            cols.setdefault(k, []).append(v)
-    return pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+    held = max(prompt, context)
+    act = tot["act_peak"].reshape(full).max(-1)
+    weights = np.array([m.weight_bytes for m in models])[:, None, None]
+    kv = np.stack([m.kv_bytes(grid_b, held) for m in models])
+    need = weights + kv + act
+    n = pre_t.size
+    dev_names = np.repeat(np.array([d.name for d in devices], dtype=object), len(batches))
+    return pd.DataFrame(dict(
+        model=np.full(n, spec.name, dtype=object), device=np.tile(dev_names, len(pmaps)),
+        precision=np.repeat(np.array([p.name for p in pmaps], dtype=object), len(dev_names)),
+        batch=np.tile(np.asarray(batches), n // len(batches)),
+        prompt=np.full(n, prompt), context=np.full(n, context), prefill_ms=pre_t.ravel() * 1e3,
+        prefill_bound=_bound(t_mem[pre].sum(-1), t_cmp[pre].sum(-1)),
+        decode_ms=dec_t.ravel() * 1e3, decode_bound=_bound(t_mem[dec], t_cmp[dec]),
+        decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
+        weights_gb=np.broadcast_to(weights / GB, pre_t.shape).ravel(), kv_gb=kv.ravel() / GB,
+        act_gb=act.ravel() / GB, total_gb=need.ravel() / GB,
+        capacity_gb=np.broadcast_to(capacity, pre_t.shape).ravel() / GB, fits=(need <= capacity).ravel()))
 
 
 def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch: int, prompt: int,

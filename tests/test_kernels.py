@@ -125,7 +125,7 @@ def test_kernel_cache_is_keyed_on_the_sources_it_inlines(tmp_path):
     probe = ("import sim, json; from hwmodels import load_device; from quant.precision import preset_map; "
              "from sim.costmodel import assign, lower, price, price_kernel; from workloads import load_model, counts; "
              "m = assign(load_model('llama-2-7b'), preset_map('bf16')); "
-             "t = price(lower(m, [load_device('h100-sxm')]), device=0, batch=[64] * 200, q=4096, past=0)['time'][0]; "
+             "t = price(lower(m, [load_device('h100-sxm')]), device=0, batch=[64] * 400, q=4096, past=0)['time'][0]; "
              "print(json.dumps(dict(file=sim.__file__, time=float(t), hits=sum(price_kernel.stats.cache_hits.values()), "
              "flops=float(counts(m.table, 1, 1, 0).flops.sum()))))")
     env = dict(os.environ, PYTHONPATH=str(tmp_path), NUMBA_CACHE_DIR="")
@@ -137,7 +137,7 @@ def test_kernel_cache_is_keyed_on_the_sources_it_inlines(tmp_path):
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    # (200 configurations: enough work for the compiled kernel rather than the interpreted path)
+    # (400 configurations: past the interpreted budget, so the compiled kernel runs)
     first, second = run(), run()
     assert first["file"].startswith(str(tmp_path))
     assert second["hits"] >= 1 and second["time"] == first["time"]  # the cache works

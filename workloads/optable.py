@@ -25,7 +25,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from mpqsim import InputError
+from mpqsim import FrozenDict, InputError
 from workloads.spec import ModelSpec
 
 # ---------------------------------------------------------------- op kinds and the field registries
@@ -253,11 +253,16 @@ def build_optable(spec: ModelSpec) -> pd.DataFrame:
 
     Memoised on the (frozen) spec; every call returns a fresh copy of the table.
     """
-    return table_from_rows(_model_rows(spec), spec.name)
+    return _frame(model_rows(spec), spec.name)
 
 
 @lru_cache(maxsize=256)
-def _model_rows(spec: ModelSpec) -> tuple:
+def model_rows(spec: ModelSpec) -> tuple:
+    """The op table of ``spec`` as complete, read-only row dicts (one per table row; memoised)."""
+    return tuple(FrozenDict(r) for r in _complete_rows(_spec_rows(spec)))
+
+
+def _spec_rows(spec: ModelSpec) -> list:
     nm, h = spec.names, spec.hidden
     e = spec.embed_dim or h  # width of the token embedding (and of lm_head's input)
     rows: list[dict] = []
@@ -291,7 +296,7 @@ def _model_rows(spec: ModelSpec) -> tuple:
                 w_elems=spec.vocab * e, params=0 if spec.tied_embeddings else spec.vocab * e,
                 last_only=1, layers=())
     rows.append(head)
-    return tuple(rows)
+    return rows
 
 
 #: Columns a row given to :func:`table_from_rows` may set, with their defaults (``name``, ``role``
@@ -309,7 +314,17 @@ def table_from_rows(rows, model: str = "custom") -> pd.DataFrame:
     ``repeat`` = number of layers (at least 1) and ``row_experts`` = number of expert ids. Used by
     :func:`build_optable` and for ad-hoc tables such as a single GEMM.
     """
-    cols: dict[str, list] = {c: [] for c in TABLE_COLUMNS}
+    return _frame(_complete_rows(rows), model)
+
+
+def _frame(full_rows, model: str) -> pd.DataFrame:
+    df = pd.DataFrame({c: [r[c] for r in full_rows] for c in TABLE_COLUMNS})
+    df.attrs["model"] = model  # plain values only: pandas deep-copies attrs on every operation
+    return df
+
+
+def _complete_rows(rows) -> list[dict]:
+    out = []
     for r in rows:
         unknown = set(r) - set(ROW_DEFAULTS) - {"name", "role", "kind"}
         if unknown:
@@ -321,22 +336,23 @@ def table_from_rows(rows, model: str = "custom") -> pd.DataFrame:
         layers = tuple(full["layers"] or ())
         experts = tuple(full["expert_ids"] or ())
         full.update(layers=layers, expert_ids=experts, repeat=max(1, len(layers)), row_experts=len(experts))
-        for c in TABLE_COLUMNS:
-            cols[c].append(full[c])
-    df = pd.DataFrame(cols)
-    df.attrs["model"] = model  # plain values only: pandas deep-copies attrs on every operation
-    return df
+        out.append({c: full[c] for c in TABLE_COLUMNS})
+    return out
 
 
-def op_records(table: pd.DataFrame, dtype: np.dtype = SHAPE_DTYPE) -> np.ndarray:
-    """The op table as a NumPy record array (one record per row) of ``dtype``'s fields.
+def op_records(table, dtype: np.dtype = SHAPE_DTYPE) -> np.ndarray:
+    """The op table (a DataFrame, or its rows as dicts) as a NumPy record array of ``dtype``'s fields.
 
     ``dtype`` must hold the :data:`SHAPE_FIELDS`; fields it adds beyond them (e.g. the cost
     model's format bytes) are left 0 for the caller.
     """
     rec = np.zeros(len(table), dtype=dtype)
-    for f in SHAPE_FIELDS:
-        rec[f] = table[f].to_numpy()
+    if isinstance(table, pd.DataFrame):
+        for f in SHAPE_FIELDS:
+            rec[f] = table[f].to_numpy()
+    else:
+        for f in SHAPE_FIELDS:
+            rec[f] = [r[f] for r in table]
     return rec
 
 
@@ -346,10 +362,12 @@ def total_params(table: pd.DataFrame) -> float:
     return float((table["params"] * inst).sum())
 
 
-def op_names(table: pd.DataFrame, roles=MATMUL_ROLES) -> list[str]:
-    """Concrete op names (``{i}``/``{e}`` expanded) of the rows whose role is in ``roles``."""
+def op_names(table, roles=MATMUL_ROLES) -> list[str]:
+    """Concrete op names (``{i}``/``{e}`` expanded) of the rows (a DataFrame or row dicts) whose role is in ``roles``."""
     out = []
-    for name, role, layers, experts in zip(table["name"], table["role"], table["layers"], table["expert_ids"]):
+    cols = (table["name"], table["role"], table["layers"], table["expert_ids"]) if isinstance(table, pd.DataFrame) \
+        else zip(*((r["name"], r["role"], r["layers"], r["expert_ids"]) for r in table))
+    for name, role, layers, experts in zip(*cols):
         if role not in roles:
             continue
         for i in layers or (None,):
