@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numba
+from numba import literal_unroll
 import numpy as np
 import pandas as pd
 
@@ -67,12 +68,17 @@ def op_cost(op, low, dev, batch, q, past):
                 bytes_kv=b_kv, m=m, n=cnt.n, k=cnt.k, count=cnt.count)
 
 
+#: (total, cost term, rule) positions, as a tuple of constants so the compiled loop is unrolled.
+_TOTAL_PLAN = tuple((t, int(TOTAL_TERM[t]), int(TOTAL_RULE[t])) for t in range(N_TOTALS))
+
+
 @numba.njit(inline="always")
 def _accumulate(tot, cost, repeat):
     """Add one op's cost into a configuration's totals by the rules of :data:`sim.fields.TOTALS`."""
-    for t in range(N_TOTALS):
-        v = cost[TOTAL_TERM[t]]
-        if TOTAL_RULE[t] == RULE_SUM:
+    for plan in literal_unroll(_TOTAL_PLAN):
+        t, term, rule = plan
+        v = cost[term]
+        if rule == RULE_SUM:
             tot[t] += v * repeat
         elif v > tot[t]:
             tot[t] = v
