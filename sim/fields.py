@@ -24,7 +24,7 @@ from workloads.optable import COUNT_FIELDS, SHAPE_FIELDS, Counts
 __all__ = ["SHAPE_FIELDS", "COUNT_FIELDS", "Counts", "FORMAT_FIELDS", "OP_FIELDS", "OP_DTYPE",
            "LOWERED_FIELDS", "LOWERED_DTYPE", "DEVICE_FIELDS", "DEVICE_DTYPE", "CONFIG_FIELDS",
            "CONFIG_DTYPE", "COST_TERMS", "Cost", "COST_DTYPE", "TOTALS", "TOTAL_DTYPE", "ITERATION_FIELDS",
-           "ITERATION_DTYPE", "Iteration", "records"]
+           "IterationBatch", "ITERATION_DTYPE", "Iteration", "records"]
 
 
 def _float_dtype(fields) -> np.dtype:
@@ -122,6 +122,7 @@ ITERATION_FIELDS = {
     "n_decode": "decode sequences (one new token each)",
     "decode_ctx_sum": "sum of the decode sequences' contexts (tokens attended, new one included)",
 }
+IterationBatch = namedtuple("IterationBatch", tuple(ITERATION_FIELDS))
 ITERATION_DTYPE = _float_dtype(ITERATION_FIELDS)
 #: What one serving iteration costs.
 Iteration = namedtuple("Iteration", ("time", "flops"))

@@ -26,7 +26,7 @@ from hwmodels.spec import DeviceSpec
 from mpqsim import InputError
 from quant.precision import PrecisionMap
 from sim.costmodel import assign, iteration_kernel, lower, price
-from sim.fields import ITERATION_DTYPE
+from sim.fields import ITERATION_DTYPE, IterationBatch
 from sim.schedulers import BLOCK_TOKENS, SCHEDULERS, KVCache, Request
 from workloads.spec import ModelSpec
 
@@ -98,8 +98,8 @@ class ReplicaModel:
                 f"{usable / GB:.1f} GB usable (short by {(-free + BLOCK_TOKENS * self.kv_bytes_per_token) / GB:.1f} GB)")
         self.kv_blocks = int(free // (BLOCK_TOKENS * self.kv_bytes_per_token))
         self.peak_flops = self.device.peak(self.device.high_unit)
-        self._kernel_args = (self.lowered.ops, self.lowered.per_op[0], self.lowered.device[0])
-        self._it = np.zeros(1, dtype=ITERATION_DTYPE)
+        self._kernel_args = (self.lowered.ops, self.lowered.per_op[0], self.lowered.device)
+        self._it = np.zeros(1, dtype=ITERATION_DTYPE)  # the iteration's batch, refilled each call
         self._none = np.zeros(0)
 
     @property
@@ -121,10 +121,9 @@ class ReplicaModel:
             pq, pp = np.array(pre_q, dtype=np.float64), np.array(pre_past, dtype=np.float64)
         else:
             pq = pp = self._none
-        it = self._it
-        it["seqs"], it["tokens"], it["n_decode"], it["decode_ctx_sum"] = len(batch), tokens, n_dec, ctx_sum
+        self._it[0] = IterationBatch(seqs=len(batch), tokens=tokens, n_decode=n_dec, decode_ctx_sum=ctx_sum)
         ops, low, dev = self._kernel_args
-        cost = iteration_kernel(ops, low, dev, it[0], pq, pp)
+        cost = iteration_kernel(ops, low, dev, self._it, pq, pp)
         return cost.time + self.cfg.cpu_overhead_s, cost.flops
 
 
