@@ -91,7 +91,7 @@ class DeviceSpec:
     eff_m_min: float               # GEMM rows (M) of the smallest MMA tile; fewer rows cost a full tile
     eff_memory: float              # fraction of peak bandwidth reached by streaming reads
     eff_vector: float              # fraction of the fp32 vector peak reached by element-wise ops
-    eff_compute_by_unit: dict = field(default_factory=dict, compare=False)  # unit -> fraction, where measured
+    eff_compute_by_unit: dict = field(default_factory=dict)  # unit -> fraction, where measured
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     path: str = ""
 

@@ -79,6 +79,19 @@ def write_csv(df, path) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
+def add_listing(sub, name: str, help: str, table, floatfmt: str = "{:,.4g}") -> None:
+    """A verb that prints ``table()`` (a DataFrame) and can write it to ``--csv``."""
+    def cmd(args) -> int:
+        df = table()
+        show(df, floatfmt=floatfmt)
+        write_csv(df, args.csv)
+        return 0
+
+    s = sub.add_parser(name, help=help)
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="mpqsim", description="Hardware-aware simulator for mixed-precision LLM inference.")
     p.add_argument("--version", action="version", version=f"mpqsim {__version__}")

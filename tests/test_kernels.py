@@ -149,3 +149,18 @@ def test_kernel_cache_is_keyed_on_the_sources_it_inlines(tmp_path):
     assert third["flops"] > first["flops"]          # counts() sees the edit ...
     assert third["time"] > 1.5 * first["time"]      # ... and so does the cached kernel (prefill is compute-bound)
     assert src in kernel_sources() or any(p.name == "optable.py" for p in kernel_sources())
+
+
+def test_memoised_set_up_never_serves_stale_numbers(llama7b):
+    """Specs that differ in any number lower differently, even when everything else is equal."""
+    m = assign(llama7b, preset_map("w8a8"))
+    base = load_device("h100-sxm")
+    faster = load_device("h100-sxm", {"efficiency.compute_by_unit.int8": 0.9})
+    assert base != faster
+    j = m.names.index("model.layers.{i}.mlp.up_proj")
+    assert lower(m, [faster]).per_op["rate"][0][j] == pytest.approx(2 * lower(m, [base]).per_op["rate"][0][j], rel=0.01)
+    # a map edited in place is a different map
+    pm = preset_map("bf16")
+    a = assign(llama7b, pm)
+    pm.kv_cache = preset_map("fp8-kv8").kv_cache
+    assert assign(llama7b, pm).kv_bytes(1, 1024) == pytest.approx(a.kv_bytes(1, 1024) / 2)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from mpqsim.cli import show, write_csv
+from mpqsim.cli import add_listing
 
 
-def cmd_models(args) -> int:
+def _models():
     from workloads import models_table
 
-    df = models_table()
-    show(df, floatfmt="{:,.4g}")
-    write_csv(df, args.csv)
-    return 0
+    return models_table()
 
 
 def register(sub) -> None:
-    s = sub.add_parser("models", help="list bundled model configs")
-    s.add_argument("--csv", help="also write the table to this CSV file")
-    s.set_defaults(func=cmd_models)
+    add_listing(sub, "models", "list bundled model configs", _models)
