@@ -1,1 +1,1 @@
-"""sim: the roofline cost model (Numba), latency/memory summaries and the ``mpqsim`` command line."""
+"""sim: the cost model (assign -> lower -> price, Numba), latency/memory summaries, the serving simulator and the latency/serve/demo verbs."""

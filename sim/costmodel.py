@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numba
-from numba import literal_unroll
 import numpy as np
+from numba import literal_unroll
 import pandas as pd
 
 from sim.assign import AssignedModel, assign, assign_table
@@ -40,8 +40,9 @@ from workloads.optable import AV, KIND_NAMES, QK, SOFTMAX, op_counts
 N_TOTALS = len(TOTALS)
 N_TERMS = len(COST_TERMS)
 #: A process prices its first op-configurations with the kernel interpreted (:func:`sim.jit.interpreted`,
-#: same code, same bits), up to this many in all, before it loads the compiled kernel: a one-point
-#: question then skips the ~0.4 s that loading compiled code costs; anything larger runs compiled.
+#: same code, same bits: tested), up to this many in all, before it loads the compiled kernel: a
+#: one-point question then skips the ~0.4 s that loading compiled code costs; anything larger runs
+#: compiled. Only speed depends on this counter, never an answer.
 INTERPRET_BUDGET = 4000
 _interpret_left = [INTERPRET_BUDGET]
 
@@ -116,8 +117,9 @@ def iteration_kernel(ops, low, device, batch, pre_q, pre_past):
     """:data:`sim.fields.Iteration` (seconds, FLOPs) of one serving iteration on one device.
 
     ``ops`` (n_ops,) OP_DTYPE; ``low`` (n_ops,) LOWERED_DTYPE and ``device`` (1,) DEVICE_DTYPE of
-    that device; ``batch`` (1,) ITERATION_DTYPE, its record ``it``: ``seqs`` sequences with ``tokens`` new tokens in all, of
-    which ``n_decode`` decode sequences (contexts summing to ``decode_ctx_sum``), plus prefill
+    that device; ``batch`` (1,) ITERATION_DTYPE, whose record ``it`` holds ``seqs`` sequences with
+    ``tokens`` new tokens in all, of which ``n_decode`` decode sequences (contexts summing to
+    ``decode_ctx_sum``), plus prefill
     chunks (``pre_q[i]`` new tokens after ``pre_past[i]`` cached each). Token-wise ops
     (projections, MLP, norms, embeddings) see all ``tokens`` at once (lm_head one row per
     sequence). Attention ops sum the work of each prefill chunk and of the decode group, priced as

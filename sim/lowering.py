@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from hwmodels.spec import UNIT_ACCEPTS, DeviceSpec
 from quant.formats import parse_format
 from sim.fields import DEVICE_DTYPE, LOWERED_DTYPE, records
 from workloads.optable import AV, EMBED, KIND_NAMES, QK, SOFTMAX, VECTOR
+
+if TYPE_CHECKING:
+    from sim.assign import AssignedModel
 
 #: Compute-unit codes: the device unit kinds, then the non-tensor units of element-wise ops.
 VECTOR_UNIT = "vector"
@@ -103,7 +107,7 @@ class Lowered:
     :data:`sim.fields.DEVICE_DTYPE`; ``units`` / ``kernels`` name each op's unit and kernel.
     """
 
-    model: "object"              # sim.assign.AssignedModel
+    model: "AssignedModel"
     devices: tuple
     per_op: np.ndarray
     device: np.ndarray
@@ -125,7 +129,7 @@ _MEMO: dict = {}
 _MEMO_SIZE = 512
 
 
-def lower(model, devices, eager: bool = False, fused_attention: bool = True) -> Lowered:
+def lower(model: "AssignedModel", devices, eager: bool = False, fused_attention: bool = True) -> Lowered:
     """Per-(device, op) and per-device parameters of ``model`` (an AssignedModel) on ``devices``.
 
     Memoised on the model object (assigned models are immutable) and the devices' contents.
