@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mpqsim import InputError
+from mpqsim import InputError, checks
 from mpqsim.cli import Parser, floats, names, show, write_csv
 
 
@@ -43,16 +43,33 @@ def cmd_quantize_stats(args) -> int:
     return 0
 
 
+def _check_eval_args(args) -> None:
+    checks.integer(args.windows, "--windows", lo=1, hi=100_000)
+    checks.integer(args.window_len, "--window-len", lo=2, hi=1_000_000)
+    checks.integer(args.batch_size, "--batch-size", lo=1)
+    checks.integer(args.seed, "--seed", lo=0)
+
+
+def _model_label(arg: str) -> str:
+    """How to name the model in output: what the user gave (not a conversion cache's folder)."""
+    return Path(arg).name if Path(arg).exists() else str(arg)
+
+
 def _eval_setup(args):
-    """Model, fake quantizer and evaluator for the quant commands."""
+    """Model, fake quantizer and evaluator for the quant commands (cheap inputs checked first)."""
     from quant.evaluate import Evaluator, read_text, sample_windows
     from quant.fakequant import FakeQuantizer
     from quant.models import load_causal_lm
 
-    text = read_text(args.text)  # check the cheap input first
+    _check_eval_args(args)
+    text = read_text(args.text)
     model, tok, model_dir = load_causal_lm(args.model)
-    fq = FakeQuantizer(model, name=Path(str(model_dir)).name)
+    fq = FakeQuantizer(model, name=_model_label(args.model))
     windows = sample_windows(tok, text, args.windows, args.window_len, args.seed)
+    n_tokens = len(tok(text, add_special_tokens=False).input_ids)
+    overlap = len(windows) * args.window_len > n_tokens
+    print(f"evaluation: {len(windows)} windows x {args.window_len} tokens of {args.text} ({n_tokens:,} tokens"
+          f"{'; windows overlap' if overlap else ''}; seed {args.seed})", file=sys.stderr)
     return fq, Evaluator(fq, windows, batch_size=args.batch_size), tok, model_dir
 
 
@@ -63,12 +80,15 @@ def cmd_quant_eval(args) -> int:
     if (args.preset is None) == (args.map is None):
         raise InputError("give exactly one of --preset NAME or --map FILE.json")
     pmap = preset_map(args.preset) if args.preset else PrecisionMap.load(args.map)
+    checks.output_file(args.csv, "--csv")
+    checks.output_file(args.save_map, "--save-map")
     fq, ev, _, model_dir = _eval_setup(args)
     fq.apply(pmap)  # validates the map's op names before the long evaluation
     fq.reset()
     res = ev(pmap)
     summary = map_summary(fq.table, pmap, tokens=args.window_len)
-    print(f"model {model_dir}: {args.windows} windows x {args.window_len} tokens of {args.text} (seed {args.seed})")
+    print(f"model {_model_label(args.model)}: {len(ev.windows)} windows x {args.window_len} tokens of {args.text} "
+          f"(seed {args.seed})")
     print(f"map {pmap.name}: Q_r {summary['q_r']:.4f} (parameters), {summary['flop_ratio']:.4f} (matmul FLOPs)")
     print(f"perplexity {res['ppl']:.4f} vs {res['ref_ppl']:.4f} unquantized: delta {100 * res['delta']:+.2f} %")
     if args.per_op:
@@ -100,17 +120,25 @@ def cmd_quant_search(args) -> int:
     from quant.evaluate import read_text, sample_windows
     from quant.formats import parse_format
     from quant.precision import OpFormats
-    from quant.search import check_search_args, resume_identity, run_search
+    from quant.search import check_search_args, model_fingerprint, resume_identity, run_search
 
     ratios = floats(args.ratio, "--ratio")
     check_search_args(args.granularity, ratios, args.searcher, args.trials)
+    if not parse_format(args.high).is_high_precision:
+        raise InputError(f"--high {args.high!r} is not a high-precision format; valid: bf16, fp16, fp32")
+    if parse_format(args.low).is_high_precision:
+        raise InputError(f"--low {args.low!r} is a high-precision format; give a low-precision one, e.g. mxint4_32")
     low = OpFormats.of(args.low, args.high if args.weight_only else args.low)
     high = OpFormats.of(args.high, args.high)
     kv = parse_format(args.kv)
+    checks.output_dir(args.out, "-o/--out")
+    if args.searcher == "greedy":
+        read_text(args.calibration)  # a missing calibration text fails before the model loads
     fq, ev, tok, model_dir = _eval_setup(args)
     calib = sample_windows(tok, read_text(args.calibration), 4, args.window_len, args.seed) \
         if args.searcher == "greedy" else None
-    settings = resume_identity(model_dir, args.text, args.windows, args.window_len, args.weight_only, args.calibration)
+    settings = resume_identity(model_fingerprint(fq.model), args.text, args.windows, args.window_len,
+                               args.weight_only, args.calibration)
     df = run_search(fq, ev, args.granularity, low, high, kv, ratios, args.searcher, args.trials, args.out,
                     settings, seed=args.seed, calibration=calib, progress_factory=_progress_bar)
     print(f"reference perplexity {ev.reference:.4f}; {df.attrs['new_evaluations']} new evaluations "

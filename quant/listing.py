@@ -96,7 +96,9 @@ def _load_tensors(path: Path):
 def quantize_stats(path, formats=DEFAULT_STATS_FORMATS, axis: int = -1, rounding: str = "even",
                    min_dims: int = 2, progress=None) -> pd.DataFrame:
     """SQNR (dB) of every tensor (with >= ``min_dims`` dimensions) in every format, plus an
-    ``(all)`` row pooling the errors of all tensors. ``progress(i, name)`` is called per tensor."""
+    ``(all)`` row pooling the errors of all tensors. Elements whose input or quantized value is not
+    finite are left out of both (``nonfinite`` counts the non-finite inputs). ``progress(i, name)``
+    is called per tensor."""
     fmts = [parse_format(f) for f in formats]
     rows, signal, noise = [], {f.name: 0.0 for f in fmts}, {f.name: 0.0 for f in fmts}
     for i, (name, arr) in enumerate(_load_tensors(Path(path))):
@@ -105,19 +107,26 @@ def quantize_stats(path, formats=DEFAULT_STATS_FORMATS, axis: int = -1, rounding
         if progress:
             progress(i, name)
         x = arr.astype(np.float32, copy=False)
-        row = dict(tensor=name, shape="x".join(map(str, arr.shape)))
         x64 = x.astype(np.float64)
+        finite = np.isfinite(x64)
+        row = dict(tensor=name, shape="x".join(map(str, arr.shape)), nonfinite=int(finite.size - finite.sum()))
         for f in fmts:
-            q = quantize(x, f, axis=axis, rounding=rounding)
-            row[f.name] = sqnr(x, q)
-            signal[f.name] += float(np.sum(x64**2))
-            noise[f.name] += float(np.sum((x64 - q) ** 2))
+            q = np.asarray(quantize(x, f, axis=axis, rounding=rounding), dtype=np.float64)
+            # SQNR over elements whose input and output are finite (a NaN input spoils its whole MX
+            # block); non-finite inputs are counted in `nonfinite`, and nothing non-finite is pooled
+            ok = finite & np.isfinite(q)
+            xf, qf = x64[ok], q[ok]
+            row[f.name] = sqnr(xf, qf)
+            signal[f.name] += float(np.sum(xf**2))
+            noise[f.name] += float(np.sum((xf - qf) ** 2))
         rows.append(row)
     if not rows:
         raise InputError(f"{path}: no floating-point tensor with {min_dims}+ dimensions")
-    total = dict(tensor="(all)", shape="")
+    total = dict(tensor="(all)", shape="", nonfinite=sum(r["nonfinite"] for r in rows))
     for f in fmts:
-        total[f.name] = 10 * math.log10(signal[f.name] / noise[f.name]) if noise[f.name] > 0 else math.inf
+        sig, noi = signal[f.name], noise[f.name]
+        total[f.name] = (10 * math.log10(sig / noi) if sig > 0 else -math.inf) if noi > 0 else \
+            (math.inf if math.isfinite(noi) else math.nan)
     return pd.DataFrame(rows + [total])
 
 

@@ -123,8 +123,17 @@ class Journal:
                                  f"it was written ({len(lines) - 1} later line(s)); delete the file to start afresh "
                                  "or use a new output folder")
             if head.get("settings") != settings:
-                raise InputError(f"{self.path} was written by a search with other settings "
-                                 f"({head.get('settings')}); use a new output folder")
+                old = head.get("settings") or {}
+                diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+                raise InputError(f"{self.path} was written by a search with other settings (differ: "
+                                 + "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
+                                 + "); use a new output folder or the same settings")
+            if not self.path.read_bytes().endswith(b"\n"):  # a record cut by a kill: drop it, keep the rest
+                keep = "\n".join(lines[:-1]) + "\n"
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_text(keep)
+                os.replace(tmp, self.path)
+                lines = lines[:-1]
             for line in lines[1:]:
                 try:
                     rec = json.loads(line)
@@ -250,10 +259,23 @@ def uniform_map(f: OpFormats, name: str = "low") -> PrecisionMap:
     return PrecisionMap(name=name, roles={"linear": f, "attention": f})
 
 
+def model_fingerprint(model) -> str:
+    """Identity of a loaded model that survives moving its files: its config and a sample of every
+    parameter's values (first 1,024 elements), hashed."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().flatten()[:1024].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
 def resume_identity(model, text, windows: int, window_len: int, weight_only: bool, calibration) -> dict:
     """What must match for a search to resume from an existing journal (besides the formats,
-    granularity and searcher, which :func:`run_search` adds): the model, the evaluation text and
-    windows, weight-only or not, and the calibration text."""
+    granularity, searcher and seed, which :func:`run_search` adds): the model (its
+    :func:`model_fingerprint`, or any stable identity), the evaluation text and windows, weight-only
+    or not, and the calibration text. The number of trials is not part of it."""
     return dict(model=str(model), text=str(text), windows=int(windows), window_len=int(window_len),
                 weight_only=bool(weight_only), calibration=str(calibration))
 
@@ -285,9 +307,9 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
     check_search_args(granularity, ratios, searcher, budget)
     out = Path(out_dir)
     space = SearchSpace.build(fq.table, granularity, low, high, kv)
+    # the trial budget is not part of the identity: a finished search can be grown with more trials
     journal = Journal(out / "journal.jsonl", dict(settings, granularity=granularity, low=low.to_json(),
-                                                  high=high.to_json(), kv=kv.name, searcher=searcher,
-                                                  budget=budget, seed=seed))
+                                                  high=high.to_json(), kv=kv.name, searcher=searcher, seed=seed))
     objective = Objective(space, evaluator, journal)
     sensitivity = None
     if searcher == "greedy":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -70,53 +71,130 @@ def cmd_latency(args) -> int:
     return 0
 
 
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def cmd_serve(args) -> int:
     from hwmodels import load_device
-    from sim.serving import SLO, ServingConfig, max_qps, simulate
+    from mpqsim import checks
+    from sim.serve_runs import RunJournal, check_memory, requests_table, run_max_qps, run_rates, study_settings
+    from sim.serving import SLO, ServingConfig, check_config
     from sim.workload_gen import Lengths, read_trace, synthetic
     from workloads import load_model
 
+    # every input checked before any simulation starts
+    for path, what in ((args.csv, "--csv"), (args.requests_csv, "--requests-csv")):
+        checks.output_file(path, what)
+    if args.out:
+        checks.output_dir(args.out, "--out")
     spec = load_model(args.model)
     device = load_device(args.device, overrides(args.set))
     maps = _precisions(args)
     cfg = ServingConfig(scheduler=args.scheduler, max_batch=args.max_batch, max_tokens=args.max_tokens,
                         replicas=args.replicas, router=args.router, memory_margin=args.memory_margin,
-                        cpu_overhead_s=args.cpu_overhead_ms / 1e3, eager=args.eager)
+                        cpu_overhead_s=checks.number(args.cpu_overhead_ms, "--cpu-overhead-ms", lo=0) / 1e3,
+                        eager=args.eager)
     slo = SLO(ttft_s=args.slo_ttft, tpot_s=args.slo_tpot)
-    prompt = Lengths(args.prompt, args.length_dist, args.prompt_spread)
-    output = Lengths(args.output, args.length_dist, args.output_spread)
+    check_config(cfg, slo)
+    checks.number(args.attainment, "--attainment (fraction of requests meeting the SLO)", lo=0, hi=1, lo_open=True)
+    if args.trace and args.find_max_qps:
+        raise InputError("--find-max-qps searches over synthetic rates; it cannot be combined with --trace")
+    prompt = Lengths(args.prompt, args.length_dist, args.prompt_spread, what="prompt")
+    output = Lengths(args.output, args.length_dist, args.output_spread, what="output")
+    if args.trace:
+        trace = read_trace(args.trace)
+        rates, n_req, mean_out = ["trace"], len(trace), float(trace.output.mean())
+        stream_id = dict(trace=str(Path(args.trace).resolve()), rows=n_req, arrival_sum=float(trace.arrival.sum()),
+                         tokens=int(trace.prompt.sum() + trace.output.sum()))
+    else:
+        rates = floats(args.qps, "--qps")
+        if not rates:
+            raise InputError("--qps is empty; give one or more request rates, e.g. --qps 2,6")
+        for q in rates:
+            checks.number(q, "request rate in --qps (requests/s)", lo=0, lo_open=True)
+        prompt.check(spec.max_positions)
+        output.check(spec.max_positions)
+        checks.integer(args.requests, "--requests", lo=1)
+        checks.integer(args.seed, "--seed", lo=0)
+        checks.choice(args.arrival, "arrival process", ("poisson", "gamma"))
+        checks.number(args.cv, "--cv", lo=0, lo_open=True, hi=100)
+        n_req, mean_out = args.requests, float(args.output)
+        stream_id = dict(requests=args.requests, prompt=[args.prompt, args.length_dist, args.prompt_spread],
+                         output=[args.output, args.length_dist, args.output_spread], seed=args.seed,
+                         arrival=args.arrival, cv=args.cv)
+    check_memory(n_req, mean_out, warn=_say)
 
     def stream(qps):
-        return synthetic(args.requests, qps, prompt, output, args.seed, args.arrival, args.cv, spec.max_positions)
+        if qps == "trace":
+            return trace
+        reqs = synthetic(args.requests, qps, prompt, output, args.seed, args.arrival, args.cv, spec.max_positions)
+        if reqs.attrs.get("clipped"):
+            _say(f"note: {reqs.attrs['clipped']} drawn lengths clipped to [1, {spec.max_positions}] tokens")
+        return reqs
 
-    rows, per_request = [], []
-    for pmap in maps:
+    journal = RunJournal(args.out, study_settings(spec, device, cfg, slo, stream_id),
+                         keep_requests=bool(args.out or args.requests_csv))
+    if args.out and journal.records:
+        _say(f"resuming {args.out}: {len(journal.records)} finished simulation(s) replayed from its journal")
+    tty = sys.stderr.isatty()
+    try:
         if args.find_max_qps:
-            best, probes = max_qps(spec, device, pmap, stream, cfg, slo, attainment=args.attainment)
-            print(f"{pmap.name}: highest rate with {100 * args.attainment:.0f} % of requests within TTFT "
-                  f"{slo.ttft_s} s and TPOT {slo.tpot_s} s: {best:.2f} requests/s ({len(probes)} simulations)")
-            rows.append(probes.assign(precision=pmap.name))
-            continue
-        runs = [("trace", read_trace(args.trace))] if args.trace else [(q, stream(q)) for q in floats(args.qps, "--qps")]
-        for qps, reqs in runs:
+            def probe_line(row):
+                _say(f"  probe {row['precision']} @ {row['qps']:.4g} req/s: served {row['served_rate']:.4g} req/s, "
+                     f"SLO attainment {100 * row['slo_attainment']:.1f} %, "
+                     f"{'sustained' if row['sustained'] else 'not sustained'}")
+
+            found, df = run_max_qps(spec, device, maps, stream, cfg, slo, journal, args.attainment,
+                                    progress=probe_line)
+            for name, res in found:
+                bound = "at least " if res.capped else ""
+                cap = " (the search reached its cap: the true maximum is higher)" if res.capped else ""
+                print(f"{name}: highest sustained rate with {100 * args.attainment:.0f} % of requests within TTFT "
+                      f"{slo.ttft_s} s and TPOT {slo.tpot_s} s: {bound}{res.qps:.2f} requests/s "
+                      f"({len(res.probes)} simulations){cap}")
+        else:
             from tqdm import tqdm
 
-            with tqdm(total=len(reqs), desc=f"{pmap.name} @ {qps}", file=sys.stderr, unit="req",
-                      disable=not sys.stderr.isatty()) as bar:
-                per, summ = simulate(spec, device, pmap, reqs, cfg, slo, progress=bar.update)
-            rows.append(pd.DataFrame([dict(precision=pmap.name, qps=qps, **summ)]))
-            per_request.append(per.assign(precision=pmap.name, qps=qps))
-    df = pd.concat(rows, ignore_index=True)
-    if not args.find_max_qps:
-        cols = ["precision", "qps", "requests_per_s", "output_tokens_per_s", "goodput_requests_per_s", "ttft_p50_s",
-                "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "batch_mean", "kv_util_mean",
-                "preemptions", "mfu", "kv_capacity_tokens"]
-        print(f"{spec.name} on {args.replicas} x {device.name}, {args.scheduler} scheduler; SLO TTFT {slo.ttft_s} s, "
-              f"TPOT {slo.tpot_s} s")
-        show(df[cols], floatfmt="{:,.4g}")
+            bar = tqdm(total=n_req, desc="serve", file=sys.stderr, unit="req", disable=not tty)
+
+            def run_line(row, done, total):
+                bar.reset(total=n_req)
+                if not tty:
+                    _say(f"  run {done}/{total}: {row['precision']} @ {row['qps']}: {row['requests']} requests, "
+                         f"{row['requests_per_s']:.4g} req/s served, TTFT p99 {row['ttft_p99_s']:.4g} s")
+
+            try:
+                df = run_rates(spec, device, maps, rates, stream, cfg, slo, journal, progress=run_line,
+                               per_request_progress=bar.update if tty else None)
+            finally:
+                bar.close()
+            cols = ["precision", "qps", "requests_per_s", "output_tokens_per_s", "goodput_requests_per_s",
+                    "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "batch_mean",
+                    "kv_util_mean", "preemptions", "mfu", "kv_capacity_tokens"]
+            print(f"{spec.name} on {args.replicas} x {device.name}, {args.scheduler} scheduler; SLO TTFT {slo.ttft_s} s, "
+                  f"TPOT {slo.tpot_s} s")
+            show(df[cols], floatfmt="{:,.4g}")
+            unsustained = df[~df.sustained]
+            if len(unsustained):
+                _say(f"note: {len(unsustained)} run(s) did not keep up with their arrivals (served rate below the "
+                     "offered rate or a growing queue): their latencies depend on the number of requests")
+    except KeyboardInterrupt:
+        done = len(journal.records)
+        where = f"; re-run the same command to resume from {args.out}" if args.out else \
+            "; give --out DIR to keep finished runs and resume"
+        _say(f"mpqsim: interrupted after {done} finished simulation(s){where}")
+        return 130
     write_csv(df, args.csv)
-    if args.requests_csv and per_request:
-        write_csv(pd.concat(per_request, ignore_index=True), args.requests_csv)
+    if args.requests_csv:
+        per = requests_table(journal)
+        if per is not None:
+            write_csv(per, args.requests_csv)
+    if args.out:
+        tmp = Path(args.out) / "summary.csv.tmp"
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, Path(args.out) / "summary.csv")
+        _say(f"wrote {Path(args.out) / 'summary.csv'} (journal and per-request CSVs in {args.out})")
     return 0
 
 
@@ -178,6 +256,8 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--csv", help="write the summary table to this CSV file")
     s.add_argument("--requests-csv", help="write the per-request table to this CSV file")
+    s.add_argument("-o", "--out", help="study folder: every finished simulation is journalled there as it completes; "
+                                       "re-run the same command to resume after an interruption")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")

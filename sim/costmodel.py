@@ -130,6 +130,7 @@ def iteration_kernel(ops, low, device, batch, pre_q, pre_past):
     dev = device[0]
     t_sum = 0.0
     flops = 0.0
+    busy = 0.0
     for j in range(ops.shape[0]):
         op = ops[j]
         lj = low[j]
@@ -151,7 +152,8 @@ def iteration_kernel(ops, low, device, batch, pre_q, pre_past):
             t_sum += r.time * op.repeat
             f = r.flops
         flops += f * op.repeat
-    return Iteration(time=t_sum, flops=flops)
+        busy += f * op.repeat / lj.peak if f > 0.0 else 0.0
+    return Iteration(time=t_sum, flops=flops, busy_at_peak=busy)
 
 
 # ---------------------------------------------------------------- the priced result

@@ -48,6 +48,7 @@ LOWERED_FIELDS = {
     "unit": "compute unit code (index into Lowered.unit_names)",
     "kernel": "kernel code (index into sim.lowering.KERNELS)",
     "rate": "achieved FLOP/s of the unit on large shapes (peak x efficiency)",
+    "peak": "dense peak FLOP/s of the unit (what utilisation is measured against)",
     "m_min": "GEMM rows of the smallest MMA tile; fewer rows cost a full tile (0 = no padding)",
     "launches": "kernel launches per op instance (0 when fused into another op's kernel)",
     "materialise_scores": "1 if attention scores go through memory (unfused attention), else 0",
@@ -124,8 +125,9 @@ ITERATION_FIELDS = {
 }
 IterationBatch = namedtuple("IterationBatch", tuple(ITERATION_FIELDS))
 ITERATION_DTYPE = _float_dtype(ITERATION_FIELDS)
-#: What one serving iteration costs.
-Iteration = namedtuple("Iteration", ("time", "flops"))
+#: What one serving iteration costs: seconds, FLOPs, and seconds its FLOPs would take at the peak
+#: of the units they run on (utilisation = busy_at_peak / time <= 1).
+Iteration = namedtuple("Iteration", ("time", "flops", "busy_at_peak"))
 
 
 def records(dtype: np.dtype, n=None, **columns) -> np.ndarray:

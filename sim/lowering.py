@@ -170,6 +170,7 @@ def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, fused_attention
     vector = unit == VECTOR_UNIT
     rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern),
                rate=dev.vector_flops * dev.eff_vector if vector else dev.peak(unit) * dev.compute_efficiency(unit),
+               peak=dev.vector_flops if vector else dev.peak(unit),
                m_min=0.0 if vector else dev.eff_m_min, launches=_launches(kind, kern),
                materialise_scores=0.0 if kern == "flash_attention" else 1.0)
     return tuple(rec[f] for f in LOWERED_DTYPE.names)

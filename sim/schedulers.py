@@ -9,6 +9,7 @@ preempted by recompute (its blocks freed, its prompt and generated tokens prefil
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from math import ceil
@@ -16,7 +17,7 @@ from math import ceil
 BLOCK_TOKENS = 16
 
 
-@dataclass(eq=False)  # identity: requests are compared by `in` / `remove` on every iteration
+@dataclass(eq=False, slots=True)  # identity: requests are compared by `in` / `remove` on every iteration
 class Request:
     rid: int
     arrival: float
@@ -31,7 +32,7 @@ class Request:
     first_token: float = float("nan")
     completion: float = float("nan")
     last_token: float = float("nan")
-    tbt: list = field(default_factory=list)
+    tbt: array = field(default_factory=lambda: array("d"))  # gaps between tokens, 8 bytes each
 
     @property
     def prefilling(self) -> bool:

@@ -23,7 +23,7 @@ import pandas as pd
 import simpy
 
 from hwmodels.spec import DeviceSpec
-from mpqsim import InputError
+from mpqsim import InputError, checks
 from quant.precision import PrecisionMap
 from sim.costmodel import assign, iteration_kernel, lower, price
 from sim.fields import ITERATION_DTYPE, IterationBatch
@@ -80,7 +80,6 @@ class ReplicaModel:
     kv_bytes_per_token: float = field(init=False)
     weights_bytes: float = field(init=False)
     reserve_bytes: float = field(init=False)
-    peak_flops: float = field(init=False)
 
     def __post_init__(self):
         model = assign(self.spec, self.pmap)
@@ -97,7 +96,6 @@ class ReplicaModel:
                 f"{self.weights_bytes / GB:.1f} GB + activation reserve {self.reserve_bytes / GB:.1f} GB exceed the "
                 f"{usable / GB:.1f} GB usable (short by {(-free + BLOCK_TOKENS * self.kv_bytes_per_token) / GB:.1f} GB)")
         self.kv_blocks = int(free // (BLOCK_TOKENS * self.kv_bytes_per_token))
-        self.peak_flops = self.device.peak(self.device.high_unit)
         self._kernel_args = (self.lowered.ops, self.lowered.per_op[0], self.lowered.device)
         self._it = np.zeros(1, dtype=ITERATION_DTYPE)  # the iteration's batch, refilled each call
         self._none = np.zeros(0)
@@ -106,8 +104,8 @@ class ReplicaModel:
     def kv_capacity_tokens(self) -> int:
         return self.kv_blocks * BLOCK_TOKENS
 
-    def iteration(self, batch: list) -> tuple[float, float]:
-        """(seconds, FLOPs) of one iteration over ``batch`` = [(request, new tokens, cached tokens)]."""
+    def iteration(self, batch: list):
+        """(seconds, FLOPs, seconds at peak) of one iteration over ``batch`` = [(request, new tokens, cached tokens)]."""
         n_dec, ctx_sum, tokens, pre_q, pre_past = 0, 0.0, 0.0, [], []
         for r, q, past in batch:
             tokens += q
@@ -124,7 +122,7 @@ class ReplicaModel:
         self._it[0] = IterationBatch(seqs=len(batch), tokens=tokens, n_decode=n_dec, decode_ctx_sum=ctx_sum)
         ops, low, dev = self._kernel_args
         cost = iteration_kernel(ops, low, dev, self._it, pq, pp)
-        return cost.time + self.cfg.cpu_overhead_s, cost.flops
+        return cost.time + self.cfg.cpu_overhead_s, cost.flops, cost.busy_at_peak
 
 
 class Replica:
@@ -155,8 +153,8 @@ class Replica:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            dt, flops = self.model.iteration(batch)
-            stats.iteration(len(batch), sched.kv.used_fraction, dt, flops)
+            dt, flops, busy = self.model.iteration(batch)
+            stats.iteration(len(batch), sched.kv.used_fraction, dt, flops, busy)
             yield env.timeout(dt)
             now = env.now
             for r, q, _ in batch:
@@ -188,6 +186,7 @@ class Stats:
         self.kv_used: list[float] = []
         self.durations: list[float] = []
         self.flops = 0.0
+        self.busy_at_peak = 0.0
         self.in_system = 0
         self.area = 0.0
         self.last = 0.0
@@ -212,18 +211,19 @@ class Stats:
         if self.left == 0:
             self.done.succeed()
 
-    def iteration(self, size: int, kv: float, dt: float, flops: float) -> None:
+    def iteration(self, size: int, kv: float, dt: float, flops: float, busy: float) -> None:
         self.batch_sizes.append(size)
         self.kv_used.append(kv)
         self.durations.append(dt)
         self.flops += flops
+        self.busy_at_peak += busy
 
 
 def simulate(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, requests: pd.DataFrame,
              cfg: ServingConfig = ServingConfig(), slo: SLO = SLO(), progress=None) -> tuple[pd.DataFrame, dict]:
     """Run ``requests`` (arrival, prompt, output) through ``cfg.replicas`` replicas of ``spec`` on
     ``device`` at ``pmap``. Returns (per-request DataFrame, summary dict)."""
-    _check(spec, requests, cfg)
+    _check(spec, requests, cfg, slo)
     model = ReplicaModel(spec, pmap, device, cfg)
     env = simpy.Environment()
     stats = Stats(len(requests), progress)
@@ -255,18 +255,30 @@ def simulate(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, requests: 
     per_req["e2e"] = per_req.completion - per_req.arrival
     per_req["tpot"] = np.where(per_req.output > 1, (per_req.completion - per_req.first_token)
                                / np.maximum(per_req.output - 1, 1), 0.0)
-    tbt = np.concatenate([np.asarray(r.tbt) for r in reqs]) if reqs else np.zeros(0)
+    tbt = np.concatenate([np.frombuffer(r.tbt, dtype=np.float64) for r in reqs]) if reqs else np.zeros(0)
     return per_req, summarize(per_req, tbt, stats, model, cfg, slo)
 
 
-def _check(spec: ModelSpec, requests: pd.DataFrame, cfg: ServingConfig) -> None:
-    if cfg.scheduler not in SCHEDULERS:
-        raise InputError(f"unknown scheduler {cfg.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
-    if cfg.router not in ROUTERS:
-        raise InputError(f"unknown router {cfg.router!r}; valid: {', '.join(ROUTERS)}")
-    for what, v in (("replicas", cfg.replicas), ("max batch", cfg.max_batch), ("max tokens", cfg.max_tokens)):
-        if v <= 0:
-            raise InputError(f"{what} must be > 0, got {v}")
+def check_config(cfg: ServingConfig, slo: SLO | None = None) -> None:
+    """Raise :class:`InputError` for serving settings no simulation can run with."""
+    checks.choice(cfg.scheduler, "scheduler", tuple(SCHEDULERS))
+    checks.choice(cfg.router, "router", ROUTERS)
+    checks.integer(cfg.replicas, "replicas", lo=1, hi=10_000)
+    checks.integer(cfg.max_batch, "max batch", lo=1)
+    checks.integer(cfg.max_tokens, "max tokens per iteration", lo=1)
+    checks.number(cfg.memory_margin, "memory margin (fraction of device memory left unused)", lo=0, hi=1,
+                  hi_open=True)
+    checks.number(cfg.watermark, "KV watermark (fraction of blocks kept free)", lo=0, hi=1, hi_open=True)
+    checks.number(cfg.cpu_overhead_s, "CPU overhead per iteration", lo=0)
+    if slo is not None:
+        checks.number(slo.ttft_s, "TTFT SLO (s)", lo=0, lo_open=True)
+        checks.number(slo.tpot_s, "TPOT SLO (s)", lo=0, lo_open=True)
+
+
+def _check(spec: ModelSpec, requests: pd.DataFrame, cfg: ServingConfig, slo: SLO | None = None) -> None:
+    check_config(cfg, slo)
+    if not isinstance(requests, pd.DataFrame) or requests.empty:
+        raise InputError("no requests to simulate")
     longest = int((requests.prompt + requests.output).max())
     if longest > spec.max_positions:
         raise InputError(f"a request needs {longest} tokens (prompt + output), beyond {spec.name}'s context "
@@ -302,26 +314,82 @@ def summarize(per_req: pd.DataFrame, tbt: np.ndarray, stats: Stats, model: Repli
                batch_p99=_pct(sizes, 99), batch_max=int(sizes.max()),
                kv_util_mean=float((kv * dur).sum() / dur.sum()), kv_util_max=float(kv.max()),
                kv_capacity_tokens=model.kv_capacity_tokens, kv_blocks=model.kv_blocks,
-               mfu=stats.flops / (span * model.peak_flops * cfg.replicas))
+               mfu=stats.busy_at_peak / (span * cfg.replicas), tflops_per_s=stats.flops / span / 1e12)
     return out
 
 
+@dataclass(frozen=True)
+class MaxQPS:
+    """The answer of :func:`max_qps`.
+
+    ``qps``: the highest probed rate that the system *sustains* (served rate within ``sustain`` of
+    the offered rate, and no backlog growing over the second half of the arrivals) while at least
+    ``attainment`` of requests meet the SLO; 0 if even the lowest probe fails. ``capped``: the
+    search reached its upper bound still passing, so the true maximum is at least ``qps``.
+    ``probes``: one row per simulation (the summary, plus offered/served rates and the verdicts).
+    """
+
+    qps: float
+    capped: bool
+    probes: pd.DataFrame
+
+
+def sustains(per_req: pd.DataFrame, summary: dict, tol: float = 0.02) -> dict:
+    """Whether a run kept up with its arrivals: ``offered_rate`` (requests / arrival span),
+    ``served_rate`` (requests / span to the last completion) within ``tol`` of it, and a stable
+    queue (completions keep up with arrivals, within ``tol``, over the second half of the arrivals)."""
+    arr = np.sort(per_req.arrival.to_numpy())
+    n = len(arr)
+    span_arr = arr[-1] - arr[0]
+    offered = n / span_arr if span_arr > 0 else float("inf")
+    served = summary["requests_per_s"]
+    t_mid, t_end = arr[n // 2], arr[-1]
+    done = per_req.completion.to_numpy()
+    arrived_w = int(((arr > t_mid) & (arr <= t_end)).sum())
+    completed_w = int(((done > t_mid) & (done <= t_end)).sum())
+    stable = completed_w >= (1 - tol) * arrived_w
+    return dict(offered_rate=offered, served_rate=served, queue_stable=bool(stable),
+                sustained=bool(stable and served >= (1 - tol) * offered))
+
+
 def max_qps(spec, device, pmap, make_requests, cfg: ServingConfig = ServingConfig(), slo: SLO = SLO(),
-            attainment: float = 0.9, lo: float = 0.1, hi: float = 64.0, tol: float = 0.05) -> tuple[float, pd.DataFrame]:
-    """The highest request rate at which at least ``attainment`` of requests meet ``slo``
-    (bisection on qps; ``make_requests(qps)`` builds the stream). Returns (qps, table of probes)."""
+            attainment: float = 0.9, lo: float = 0.1, hi: float = 64.0, tol: float = 0.05,
+            cap: float = 1e4, sustain: float = 0.02, progress=None, probe=None) -> MaxQPS:
+    """The highest request rate that is sustained (see :func:`sustains`) with at least ``attainment``
+    of requests meeting ``slo``: bisection on qps to relative precision ``tol``, the bracket grown
+    by doubling up to ``cap``. ``make_requests(qps)`` builds the stream; ``progress(row)`` is called
+    after each probe; ``probe(qps) -> row`` (summary + :func:`sustains` verdict) replaces the plain
+    simulation, e.g. to journal probes."""
+    checks.number(attainment, "attainment (fraction of requests meeting the SLO)", lo=0, hi=1, lo_open=True)
+    checks.number(lo, "lowest rate", lo=0, lo_open=True)
+    checks.number(hi, "first upper rate", lo=lo, lo_open=True)
+    checks.number(cap, "rate cap", lo=hi)
+    checks.number(tol, "rate tolerance", lo=0, hi=1, lo_open=True, hi_open=True)
     rows = []
 
+    def run(q):
+        per, s = simulate(spec, device, pmap, make_requests(q), cfg, slo)
+        return dict(qps=q, **s, **sustains(per, s, sustain))
+
     def meets(q):
-        _, s = simulate(spec, device, pmap, make_requests(q), cfg, slo)
-        rows.append(dict(qps=q, **s))
-        return s["slo_attainment"] >= attainment
+        row = dict((probe or run)(q))
+        ok = row["slo_attainment"] >= attainment and row["sustained"]
+        rows.append(dict(row, passes=ok))
+        if progress:
+            progress(rows[-1])
+        return ok
 
     if not meets(lo):
-        return 0.0, pd.DataFrame(rows)
-    while meets(hi) and hi < 1e4:
-        lo, hi = hi, hi * 2
+        return MaxQPS(0.0, False, pd.DataFrame(rows))
+    capped = False
+    while meets(hi):
+        if hi >= cap:
+            capped = True
+            break
+        lo, hi = hi, min(hi * 2, cap)
+    if capped:
+        return MaxQPS(hi, True, pd.DataFrame(rows))
     while (hi - lo) / hi > tol:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-    return lo, pd.DataFrame(rows)
+    return MaxQPS(lo, False, pd.DataFrame(rows))

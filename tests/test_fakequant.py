@@ -162,8 +162,26 @@ def test_interrupted_search_resumes_with_the_same_result(tmp_path, searcher):
     for r in (0.5, 0.8):
         assert json.loads((tmp_path / "resumed" / f"map_qr{r:g}.json").read_text())["ops"] == \
             json.loads((tmp_path / "full" / f"map_qr{r:g}.json").read_text())["ops"]
-    with pytest.raises(InputError, match="other settings"):
-        run_search(fq, ev, out_dir=tmp_path / "full", **dict(args, budget=7))
+    with pytest.raises(InputError, match=r"other settings \(differ: seed: 0 there, 1 now\)"):
+        run_search(fq, ev, out_dir=tmp_path / "full", **dict(args, seed=1))
+    # a finished search grows with more trials: only the new ones are evaluated
+    grown = run_search(fq, ev, out_dir=tmp_path / "full", **dict(args, budget=8))
+    assert 0 < grown.attrs["new_evaluations"] <= 2 * 2
+    assert (grown.delta <= full.delta + 1e-12).all()
+
+
+def test_a_record_cut_by_a_kill_is_redone_once(tmp_path):
+    from quant.search import Journal
+
+    p = tmp_path / "journal.jsonl"
+    j = Journal(p, {"t": 1})
+    j.add({"signature": "a", "delta": 0.1})
+    with open(p, "a") as f:
+        f.write('{"signature": "b", "de')  # cut by kill -9
+    j2 = Journal(p, {"t": 1})
+    assert set(j2.records) == {"a"}
+    j2.add({"signature": "b", "delta": 0.2})  # the redone evaluation
+    assert set(Journal(p, {"t": 1}).records) == {"a", "b"}  # not redone again
 
 
 def test_searched_map_prices_with_the_cost_model(tmp_path):

@@ -110,10 +110,32 @@ def test_max_qps_meets_the_slo(setup):
     def stream(q):
         return synthetic(150, q, Lengths(512), Lengths(64), seed=5)
 
-    best, probes = max_qps(spec, dev, preset_map("bf16"), stream, slo=slo, attainment=0.9, lo=0.5, hi=8, tol=0.1)
-    assert best > 0.5
+    res = max_qps(spec, dev, preset_map("bf16"), stream, slo=slo, attainment=0.9, lo=0.5, hi=8, tol=0.1)
+    best, probes = res.qps, res.probes
+    assert best > 0.5 and not res.capped
     assert (probes[probes.qps <= best].slo_attainment >= 0.9).all()
-    assert (probes[probes.qps > best * 1.1].slo_attainment < 0.9).any()
+    assert (~probes[probes.qps > best * 1.1].passes).any()
+
+
+def test_max_qps_is_a_sustained_rate():
+    """A finite backlog can drain inside a loose TTFT SLO: the answer must still be a rate the system
+    keeps up with (served within 2 % of offered, no growing queue), and a capped search says so."""
+    spec, dev = load_model("smollm2-135m"), load_device("b200")
+    slo = SLO(ttft_s=2.0, tpot_s=0.1)
+
+    def stream(q):
+        return synthetic(1000, q, Lengths(512), Lengths(128), seed=42)
+
+    res = max_qps(spec, dev, preset_map("bf16"), stream, slo=slo, attainment=0.9, tol=0.05)
+    assert not res.capped and res.qps > 10
+    at = res.probes[res.probes.qps == res.qps].iloc[0]
+    assert at.sustained and at.queue_stable and at.served_rate >= 0.98 * at.offered_rate
+    over = res.probes[res.probes.qps > res.qps * 1.06]
+    assert len(over) and not over.passes.any()
+    # the old answer: every probe up to the cap "passed" on SLO attainment alone
+    assert (over.slo_attainment >= 0.9).any() and (~over.sustained).any()
+    capped = max_qps(spec, dev, preset_map("bf16"), stream, slo=slo, attainment=0.9, lo=0.5, hi=1.0, cap=2.0)
+    assert capped.capped and capped.qps == 2.0
 
 
 @pytest.mark.parametrize("args,msg", [

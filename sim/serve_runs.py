@@ -1,0 +1,196 @@
+"""Many serving simulations (precisions x request rates, or max-QPS searches) that lose nothing.
+
+:class:`RunJournal` records every finished simulation as one JSON line under an output folder
+(its first line holds the settings that identify the study); a re-run with the same settings
+replays what is journalled and simulates only the rest, so a study interrupted by Ctrl-C or
+``kill -9`` resumes where it stopped and ends with the same table as an uninterrupted run.
+Per-request rows of each finished run are written to their own CSV (atomically, before the run
+is journalled) instead of being held for the whole study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mpqsim import InputError
+from sim.serving import SLO, ServingConfig, max_qps, simulate, sustains
+
+#: Rough memory per simulated request (Request object, per-request row, TBT gaps), measured for
+#: 128-token outputs; used to refuse or warn before a run that would not fit.
+BYTES_PER_REQUEST = 1500
+BYTES_PER_OUTPUT_TOKEN = 8
+
+
+def memory_needed(n_requests: int, mean_output: float) -> float:
+    return n_requests * (BYTES_PER_REQUEST + BYTES_PER_OUTPUT_TOKEN * mean_output)
+
+
+def available_memory() -> float:
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return float("inf")
+
+
+def check_memory(n_requests: int, mean_output: float, warn) -> None:
+    """Refuse a run that cannot fit in this machine's free memory; warn past half of it."""
+    need, free = memory_needed(n_requests, mean_output), available_memory()
+    if need > free:
+        raise InputError(f"{n_requests:,} requests need about {need / 1e9:.1f} GB to simulate but {free / 1e9:.1f} GB "
+                         "is free; simulate fewer requests")
+    if need > free / 2 and warn:
+        warn(f"warning: {n_requests:,} requests need about {need / 1e9:.1f} GB of the {free / 1e9:.1f} GB free")
+
+
+def _tag(precision: str, qps) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{precision}@{qps}")
+
+
+class RunJournal:
+    """The journal of one study in ``folder`` (created), or an in-memory one when ``folder`` is None."""
+
+    def __init__(self, folder, settings: dict, keep_requests: bool = True):
+        self.folder = Path(folder) if folder else None
+        self.keep_requests = keep_requests  # per-request rows: written (folder) or held (no folder)
+        self.records: dict[str, dict] = {}
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "journal.jsonl"
+        if self.path.exists() and self.path.stat().st_size:
+            lines = self.path.read_text().splitlines()
+            try:
+                head = json.loads(lines[0])
+            except (json.JSONDecodeError, IndexError):
+                head = None
+            if not isinstance(head, dict) or "settings" not in head:
+                raise InputError(f"{self.path}: the settings line (the first) is damaged; delete the folder's "
+                                 "journal to start afresh or use a new --out folder")
+            if head["settings"] != settings:
+                diff = sorted(k for k in set(head["settings"]) | set(settings)
+                              if head["settings"].get(k) != settings.get(k))
+                raise InputError(f"{self.folder} holds a study with other settings (differ: {', '.join(diff)}); "
+                                 "use a new --out folder or the same settings")
+            for line in lines[1:]:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: that run is redone
+                    continue
+                if isinstance(rec, dict) and "key" in rec:
+                    self.records[rec["key"]] = rec
+        else:
+            tmp = self.path.with_name("journal.jsonl.tmp")
+            tmp.write_text(json.dumps({"settings": settings}) + "\n")
+            os.replace(tmp, self.path)
+
+    def get(self, key: str):
+        return self.records.get(key)
+
+    def add(self, key: str, row: dict, per_request: pd.DataFrame | None = None) -> None:
+        rec = dict(key=key, row=row)
+        if not self.keep_requests:
+            per_request = None
+        if self.folder is None:
+            if per_request is not None:
+                rec["requests_df"] = per_request
+        else:
+            if per_request is not None:
+                out = self.folder / "requests" / f"{_tag(row['precision'], row['qps'])}.csv"
+                out.parent.mkdir(exist_ok=True)
+                tmp = out.with_suffix(".csv.tmp")
+                per_request.to_csv(tmp, index=False)
+                os.replace(tmp, out)
+                rec["requests_csv"] = str(out.relative_to(self.folder))
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec, default=_json_default) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        self.records[key] = rec
+
+
+def _json_default(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def study_settings(spec, device, cfg: ServingConfig, slo: SLO, stream: dict) -> dict:
+    """What identifies a study: model (name and config), device (every number), serving settings,
+    SLO and the request stream's settings."""
+    dev = json.dumps({k: v for k, v in asdict(device).items() if k not in ("sources", "path")}, sort_keys=True,
+                     default=str)
+    cfg_json = json.dumps(spec.config, sort_keys=True, default=str)
+    return dict(model=spec.name, model_config=hashlib.sha256(cfg_json.encode()).hexdigest()[:16],
+                device=device.name, device_numbers=hashlib.sha256(dev.encode()).hexdigest()[:16],
+                serving=asdict(cfg), slo=asdict(slo), stream=stream)
+
+
+def _map_id(pmap) -> str:
+    return hashlib.sha256(json.dumps(pmap.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_rates(spec, device, maps, rates, make_requests, cfg: ServingConfig, slo: SLO, journal: RunJournal,
+              progress=None, per_request_progress=None) -> pd.DataFrame:
+    """Simulate every (precision, rate) not yet in ``journal``; returns one summary row per run, in
+    order. ``rates`` are numbers (``make_requests(rate)`` builds the stream) or the label ``"trace"``;
+    ``progress(row, done, total)`` after each run (replayed ones included)."""
+    rows, total = [], len(maps) * len(rates)
+    for pmap in maps:
+        for rate in rates:
+            key = f"run|{_map_id(pmap)}|{rate}"
+            rec = journal.get(key)
+            if rec is None:
+                reqs = make_requests(rate)
+                per, summ = simulate(spec, device, pmap, reqs, cfg, slo, progress=per_request_progress)
+                row = dict(precision=pmap.name, qps=rate, **summ, **sustains(per, summ))
+                journal.add(key, row, per.assign(precision=pmap.name, qps=rate))
+                rec = journal.get(key)
+            rows.append(rec["row"])
+            if progress:
+                progress(rec["row"], len(rows), total)
+    return pd.DataFrame(rows)
+
+
+def run_max_qps(spec, device, maps, make_requests, cfg: ServingConfig, slo: SLO, journal: RunJournal,
+                attainment: float, progress=None) -> tuple[list, pd.DataFrame]:
+    """:func:`sim.serving.max_qps` per precision, every probe journalled (a resumed search replays
+    its probes and continues the same bisection). Returns ([(precision, MaxQPS)], all probes)."""
+    out, frames = [], []
+    for pmap in maps:
+        def probe(q, pmap=pmap):
+            key = f"probe|{_map_id(pmap)}|{attainment}|{q!r}"
+            rec = journal.get(key)
+            if rec is None:
+                per, s = simulate(spec, device, pmap, make_requests(q), cfg, slo)
+                row = dict(precision=pmap.name, qps=q, **s, **sustains(per, s))
+                journal.add(key, row)
+                rec = journal.get(key)
+            return rec["row"]
+
+        res = max_qps(spec, device, pmap, make_requests, cfg, slo, attainment=attainment, probe=probe,
+                      progress=progress)
+        out.append((pmap.name, res))
+        frames.append(res.probes)
+    return out, pd.concat(frames, ignore_index=True)
+
+
+def requests_table(journal: RunJournal) -> pd.DataFrame | None:
+    """The per-request rows of every journalled run (read back from their CSVs)."""
+    if journal.folder is None:
+        frames = [r["requests_df"] for r in journal.records.values() if "requests_df" in r]
+    else:
+        frames = [pd.read_csv(journal.folder / r["requests_csv"]) for r in journal.records.values()
+                  if "requests_csv" in r]
+    return pd.concat(frames, ignore_index=True) if frames else None
