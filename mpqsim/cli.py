@@ -30,10 +30,17 @@ class Parser(argparse.ArgumentParser):
 
 
 def floats(text: str, what: str) -> list[float]:
+    """Comma-separated finite numbers (at least one)."""
     try:
-        return [float(x) for x in str(text).split(",") if x.strip()]
+        vals = [float(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise InputError(f"{what} is empty; give comma-separated numbers")
+    bad = [v for v in vals if v != v or v in (float("inf"), float("-inf"))]
+    if bad:
+        raise InputError(f"{what} must be finite numbers, got {bad[0]}")
+    return vals
 
 
 def ints(text: str, what: str) -> list[int]:
@@ -61,6 +68,8 @@ def overrides(items) -> dict:
             out[key.strip()] = float(val)
         except ValueError:
             raise InputError(f"--set {key}: {val!r} is not a number") from None
+        if key.strip() in list(out)[:-1]:
+            raise InputError(f"--set {key.strip()} given twice")
     return out
 
 
@@ -82,6 +91,9 @@ def write_csv(df, path) -> None:
 def add_listing(sub, name: str, help: str, table, floatfmt: str = "{:,.4g}") -> None:
     """A verb that prints ``table()`` (a DataFrame) and can write it to ``--csv``."""
     def cmd(args) -> int:
+        from mpqsim import checks
+
+        checks.output_file(args.csv, "--csv")
         df = table()
         show(df, floatfmt=floatfmt)
         write_csv(df, args.csv)
@@ -107,6 +119,14 @@ def main(argv=None) -> int:
         return args.func(args)
     except InputError as e:
         print(f"mpqsim: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file or device problem the checks could not foresee (disk full, permissions)
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"mpqsim: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("mpqsim: error: out of memory; ask for a smaller problem (fewer requests, batches or configurations)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mpqsim: interrupted", file=sys.stderr)

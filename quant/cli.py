@@ -20,6 +20,7 @@ def cmd_formats(args) -> int:
     from quant.formats import GRAMMAR_HELP
     from quant.listing import formats_table
 
+    checks.output_file(args.csv, "--csv")
     df = formats_table()
     show(df, floatfmt="{:,.6g}")
     print(f"\n{GRAMMAR_HELP}")
@@ -33,6 +34,7 @@ def cmd_quantize_stats(args) -> int:
 
     if args.rounding not in ROUNDINGS:
         raise InputError(f"unknown rounding {args.rounding!r}; valid: {', '.join(ROUNDINGS)}")
+    checks.output_file(args.csv, "--csv")
     df = quantize_stats(args.path, names(args.formats), axis=args.axis, rounding=args.rounding,
                         progress=stderr_progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():

@@ -128,6 +128,10 @@ class PrecisionMap:
                 raise InputError(f"{where}: {what}: {e}") from None
 
         roles = doc.get("roles", {}) or {}
+        if not isinstance(roles, dict):
+            raise InputError(f"{where}: 'roles' must map role names to formats, e.g. "
+                             f"{{\"linear\": {{\"weight\": \"mxint4_32\", \"act\": \"bf16\"}}}}; "
+                             f"got a {type(roles).__name__}")
         bad = set(roles) - set(MATMUL_ROLES)
         if bad:
             raise InputError(f"{where}: unknown role(s) {', '.join(sorted(bad))}; {choices_hint(MATMUL_ROLES)}")
@@ -138,6 +142,10 @@ class PrecisionMap:
             kv = parse_format(doc.get("kv_cache", "bf16"))
         except InputError as e:
             raise InputError(f"{where}: kv_cache: {e}") from None
+        if not all(isinstance(n, str) for n in ops):
+            raise InputError(f"{where}: op names in 'ops' must be strings")
+        if "name" in doc and not isinstance(doc["name"], str):
+            raise InputError(f"{where}: 'name' must be a string, got {doc['name']!r}")
         return cls(name=str(doc.get("name", Path(where).stem)),
                    default=fmts(doc.get("default", {"weight": "bf16", "act": "bf16"}), "default"),
                    kv_cache=kv,
@@ -146,7 +154,9 @@ class PrecisionMap:
 
     @classmethod
     def load(cls, path: str | Path) -> "PrecisionMap":
-        p = Path(path)
+        from mpqsim import checks
+
+        p = checks.input_file(path, "precision map")
         try:
             doc = json.loads(p.read_text())
         except FileNotFoundError:

@@ -28,9 +28,11 @@ def _precisions(args):
 
 def cmd_latency(args) -> int:
     from hwmodels import load_device
+    from mpqsim import checks
     from sim.latency import latency_table, per_op_table
     from workloads import load_model
 
+    checks.output_file(args.csv, "--csv")
     spec = load_model(args.model)
     over = overrides(args.set)
     devices = [load_device(d, over) for d in names(args.device)]
@@ -41,12 +43,18 @@ def cmd_latency(args) -> int:
     opts = dict(chunk=args.chunk, eager=args.eager, fused_attention=not args.unfused_attention)
     if args.per_op:
         frames = []
+        fit = latency_table(spec, devices, maps, batches, args.prompt, args.context, **opts).set_index(
+            ["device", "precision", "batch"])
         for dev in devices:
             for pm in maps:
                 for b in batches:
                     df = per_op_table(spec, dev, pm, b, args.prompt, args.context, **opts)
+                    row = fit.loc[(dev.name, pm.name, b)]
                     print(f"\n== {spec.name} on {dev.name}, {pm.name}, batch {b}: "
                           f"prompt {args.prompt}, decode at context {args.context} ==")
+                    if not row.fits:
+                        print(f"warning: this configuration does not fit: it needs {row.total_gb:.1f} GB of the "
+                              f"{row.capacity_gb:.0f} GB of {dev.name}", file=sys.stderr)
                     show(df.drop(columns=["kv_fmt"]), floatfmt="{:,.4g}")
                     frames.append(df.assign(model=spec.name, device=dev.name, precision=pm.name, batch=b))
         write_csv(pd.concat(frames, ignore_index=True), args.csv)
@@ -199,8 +207,10 @@ def cmd_serve(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from mpqsim import checks
     from sim.demo import run_demo
 
+    checks.output_dir(args.out, "-o/--out")
     run_demo(Path(args.out), show=show)
     return 0
 

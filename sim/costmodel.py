@@ -30,6 +30,7 @@ import numpy as np
 from numba import literal_unroll
 import pandas as pd
 
+from mpqsim import InputError
 from sim.assign import AssignedModel, assign, assign_table
 from sim.fields import (CONFIG_DTYPE, COST_DTYPE, COST_TERMS, RULE_SUM, TOTAL_DTYPE, TOTAL_RULE, TOTAL_TERM,
                         TOTALS, Cost, Iteration, records)
@@ -222,13 +223,17 @@ def price(lowered: Lowered, cfg: np.ndarray | None = None, *, detail: bool = Fal
     if cfg is None:
         cfg = configs(**columns)
     elif columns:
-        raise TypeError("give configurations either as a record array or by field, not both")
-    cfg = np.ascontiguousarray(cfg, dtype=CONFIG_DTYPE)
+        raise InputError("give configurations either as a record array or by field, not both")
+    try:
+        cfg = np.ascontiguousarray(cfg, dtype=CONFIG_DTYPE)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"configurations must be a record array of {', '.join(CONFIG_DTYPE.names)}: {e}") from None
     n, n_ops = len(cfg), len(lowered.ops)
     if n and (cfg["device"].min() < 0 or cfg["device"].max() >= len(lowered.devices)):
-        raise IndexError(f"configuration device index out of range 0..{len(lowered.devices) - 1}")
-    if n and not (np.all(cfg["batch"] >= 1) and np.all(cfg["q"] >= 1) and np.all(cfg["past"] >= 0)):
-        raise ValueError("configurations need batch >= 1, q >= 1 and past >= 0 (finite)")
+        raise InputError(f"configuration device index out of range 0..{len(lowered.devices) - 1}")
+    if n and not (np.all(cfg["batch"] >= 1) and np.all(cfg["q"] >= 1) and np.all(cfg["past"] >= 0)
+                  and np.isfinite(cfg["past"]).all() and np.isfinite(cfg["batch"]).all() and np.isfinite(cfg["q"]).all()):
+        raise InputError("configurations need finite batch >= 1, q >= 1 and past >= 0")
     totals = np.zeros((n, N_TOTALS))
     det = np.zeros((n if detail else 0, n_ops, N_TERMS))
     if not price_kernel.signatures and n * n_ops <= _interpret_left[0]:

@@ -19,6 +19,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from mpqsim import InputError
 from workloads.optable import COUNT_FIELDS, SHAPE_FIELDS, Counts
 
 __all__ = ["SHAPE_FIELDS", "COUNT_FIELDS", "Counts", "FORMAT_FIELDS", "OP_FIELDS", "OP_DTYPE",
@@ -139,13 +140,16 @@ def records(dtype: np.dtype, n=None, **columns) -> np.ndarray:
     missing = [f for f in dtype.names if f not in columns]
     extra = [f for f in columns if f not in dtype.names]
     if missing or extra:
-        raise TypeError(f"record fields: missing {missing}, unknown {extra}; fields are {list(dtype.names)}")
+        raise InputError(f"record fields: missing {missing}, unknown {extra}; fields are {list(dtype.names)}")
     cols = [np.asarray(columns[f]) for f in dtype.names]
     if n is None:
         n = max((c.size for c in cols if c.ndim), default=1)
     rec = np.empty(n, dtype=dtype)
     for f, c in zip(dtype.names, cols):
         if c.ndim and c.size not in (1, n):
-            raise ValueError(f"record field {f!r} has {c.size} values, expected {n} (or one)")
-        rec[f] = c.ravel() if c.ndim else c
+            raise InputError(f"record field {f!r} has {c.size} values, expected {n} (or one)")
+        try:
+            rec[f] = c.ravel() if c.ndim else c
+        except (TypeError, ValueError):
+            raise InputError(f"record field {f!r} must be numbers, got {c.ravel()[:3].tolist()}") from None
     return rec

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hwmodels import bundled_devices, load_device
+from mpqsim import InputError
 from quant.precision import preset_map
 from sim import fields
 from sim.costmodel import N_TERMS, N_TOTALS, assign, configs, lower, price, price_kernel
@@ -97,7 +98,7 @@ def test_registries_generate_the_layouts():
     assert fields.TOTAL_DTYPE.names == tuple(fields.TOTALS)
     for name, (term, rule) in fields.TOTALS.items():
         assert term in fields.COST_TERMS and rule in fields.RULES, name
-    with pytest.raises(TypeError, match="unknown"):
+    with pytest.raises(InputError, match="unknown"):
         fields.records(fields.CONFIG_DTYPE, device=0, batch=1, q=1, past=0, context=5)
 
 
@@ -113,7 +114,7 @@ def test_cost_table_by_name(llama7b, h100, a100):
     assert list(tot.device_name) == ["h100-sxm", "a100-80gb"] and "act_peak" in tot
     per_op = ct.to_frame(per_op=True)
     assert len(per_op) == 2 * len(lw.ops) and set(per_op.kernel) <= set(KERNEL_NAMES)
-    with pytest.raises(IndexError):
+    with pytest.raises(InputError, match="out of range"):
         price(lw, device=2, batch=1, q=1, past=0)
 
 

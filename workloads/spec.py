@@ -141,13 +141,25 @@ def _positive_int(cfg: dict, canon: str, where: str, default=None) -> int:
     return v
 
 
-def _windows(rule: str, cfg: dict, layers: int) -> tuple[int, ...]:
-    w = cfg.get("sliding_window") or 0
+def _int_field(cfg: dict, key: str, where: str, default: int = 0, lo: int = 0) -> int:
+    """An optional integer field of the config (None/absent -> default), >= lo."""
+    v = cfg.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+        raise InputError(f"{where}: {key} must be an integer, got {v!r}")
+    if int(v) < lo:
+        raise InputError(f"{where}: {key} must be >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _windows(rule: str, cfg: dict, layers: int, where: str) -> tuple[int, ...]:
+    w = _int_field(cfg, "sliding_window", where)
     types = cfg.get("layer_types")
     if rule != "none" and isinstance(types, list) and len(types) == layers:  # explicit per-layer kinds
         return tuple(int(w) if t == "sliding_attention" else 0 for t in types)
     if rule == "qwen2" and cfg.get("use_sliding_window"):
-        first = cfg.get("max_window_layers", layers)
+        first = _int_field(cfg, "max_window_layers", where, default=layers)
         return tuple(w if i >= first else 0 for i in range(layers))
     if rule == "all":
         return (int(w),) * layers
@@ -168,11 +180,32 @@ def spec_from_config(cfg: dict, name: str = "", where: str = "config") -> ModelS
     kv_heads = _positive_int(cfg, "kv_heads", where, default=heads)
     if heads % kv_heads:
         raise InputError(f"{where}: {heads} attention heads are not a multiple of {kv_heads} KV heads")
-    head_dim = cfg.get("head_dim") or hidden // heads
-    inter = _get(cfg, "intermediate") or flags.get("intermediate_mult", 4) * hidden
+    head_dim = _int_field(cfg, "head_dim", where, lo=1) if cfg.get("head_dim") else hidden // heads
+    if head_dim <= 0:
+        raise InputError(f"{where}: hidden size {hidden} and {heads} heads give a head dimension of 0")
+    inter = _get(cfg, "intermediate")
+    if inter is None:
+        inter = flags.get("intermediate_mult", 4) * hidden
+    elif isinstance(inter, bool) or not isinstance(inter, int) or inter <= 0:
+        raise InputError(f"{where}: intermediate size must be a positive integer, got {inter!r}")
+    for key in ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "rope_theta"):
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise InputError(f"{where}: {key} must be a number, got {v!r}")
+    moe = flags.get("moe")
+    experts = _int_field(cfg, "num_local_experts", where) if moe else 0
+    per_token = _int_field(cfg, "num_experts_per_tok", where) if moe else 0
+    if moe and not 1 <= per_token <= experts:
+        raise InputError(f"{where}: a mixture of experts needs 1 <= num_experts_per_tok <= num_local_experts, "
+                         f"got {per_token} of {experts}")
+    act = _get(cfg, "act", "silu")
+    if not isinstance(act, str):
+        raise InputError(f"{where}: the activation must be a name, got {act!r}")
     meta = cfg.get("_mpqsim", {})
+    if not isinstance(meta, dict):
+        raise InputError(f"{where}: _mpqsim must be an object")
     return ModelSpec(
-        name=name or meta.get("name") or cfg.get("_name_or_path") or mtype,
+        name=str(name or meta.get("name") or cfg.get("_name_or_path") or mtype),
         arch=mtype,
         hidden=hidden,
         layers=layers,
@@ -185,26 +218,26 @@ def spec_from_config(cfg: dict, name: str = "", where: str = "config") -> ModelS
         names=names,
         norm=flags["norm"],
         gated=flags["gated"],
-        activation=str(_get(cfg, "act", "silu")),
+        activation=act,
         qkv_bias=flags.get("qkv_bias", False) or bool(cfg.get("attention_bias")),
         bias=flags.get("bias", False) and cfg.get("enable_bias", True),
         tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
         position=flags["position"],
         pos_offset=flags.get("pos_offset", 0),
-        embed_dim=_embed_dim(cfg, hidden),
-        window=_windows(flags.get("window", "none"), cfg, layers),
+        embed_dim=_embed_dim(cfg, hidden, where),
+        window=_windows(flags.get("window", "none"), cfg, layers, where),
         qk_norm=flags.get("qk_norm", False),
-        routed_experts=int(cfg.get("num_local_experts", 0)) if flags.get("moe") else 0,
-        experts_per_token=int(cfg.get("num_experts_per_tok", 0)) if flags.get("moe") else 0,
+        routed_experts=experts,
+        experts_per_token=per_token,
         published_params=meta.get("published_params"),
         source=meta.get("source", ""),
         config=cfg,
     )
 
 
-def _embed_dim(cfg: dict, hidden: int) -> int:
-    d = cfg.get("word_embed_proj_dim")
-    return int(d) if d and int(d) != hidden else 0
+def _embed_dim(cfg: dict, hidden: int, where: str = "config") -> int:
+    d = _int_field(cfg, "word_embed_proj_dim", where)
+    return d if d and d != hidden else 0
 
 
 def read_config(path: str | Path) -> dict:
