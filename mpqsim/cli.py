@@ -64,12 +64,12 @@ def overrides(items) -> dict:
         key, sep, val = item.partition("=")
         if not sep:
             raise InputError(f"--set expects KEY=NUMBER (e.g. peak_tflops.mxint4=8000), got {item!r}")
+        if key.strip() in out:
+            raise InputError(f"--set {key.strip()} given twice")
         try:
             out[key.strip()] = float(val)
         except ValueError:
             raise InputError(f"--set {key}: {val!r} is not a number") from None
-        if key.strip() in list(out)[:-1]:
-            raise InputError(f"--set {key.strip()} given twice")
     return out
 
 
