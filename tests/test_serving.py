@@ -168,3 +168,71 @@ def test_serve_cli(capsys, tmp_path):
     out = capsys.readouterr().out
     assert code == 0 and "w4a16" in out
     assert len(pd.read_csv(tmp_path / "r.csv")) == 100 and len(pd.read_csv(tmp_path / "s.csv")) == 2
+
+
+SERVE_STUDY = ["serve", "-m", "smollm2-135m", "-d", "a100-80gb", "-p", "bf16,w4a16", "--qps", "20,40,60",
+               "--requests", "400", "--prompt", "256", "--output", "32", "--seed", "3"]
+
+
+def _study(tmp, name, extra=()):
+    import subprocess
+    import sys as _sys
+
+    out = tmp / name
+    cmd = [_sys.executable, "-m", "mpqsim.cli", *SERVE_STUDY, "-o", str(out), *extra]
+    return out, cmd, subprocess
+
+
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_interrupted_serve_study_resumes_to_the_same_table(tmp_path, how):
+    """Kill a 6-run study after two runs finished: nothing finished is lost, the re-run simulates only
+    the rest and ends with the table of an uninterrupted run."""
+    import signal
+    import time
+
+    ref, cmd, sp = _study(tmp_path, "ref")
+    assert sp.run(cmd, capture_output=True, timeout=300).returncode == 0
+    out, cmd, sp = _study(tmp_path, "cut")
+    proc = sp.Popen(cmd, stdout=sp.DEVNULL, stderr=sp.PIPE, text=True)
+    journal = out / "journal.jsonl"
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 3:  # settings + 2 runs
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+    proc.wait(timeout=60)
+    err = proc.stderr.read()
+    if how == "ctrl-c":
+        assert proc.returncode == 130 and "finished simulation" in err
+    finished = len(journal.read_text().splitlines()) - 1
+    assert finished >= 2
+    resumed = sp.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{finished} finished simulation(s) replayed" in resumed.stderr
+    a, b = pd.read_csv(ref / "summary.csv"), pd.read_csv(out / "summary.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(journal.read_text().splitlines()) == 1 + 6  # nothing simulated twice
+    for f in (ref / "requests").glob("*.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(f), pd.read_csv(out / "requests" / f.name))
+
+
+def test_serve_study_refuses_other_settings_and_reports_progress(tmp_path, capsys):
+    from mpqsim.cli import main
+
+    out = tmp_path / "s"
+    base = ["serve", "-m", "smollm2-135m", "-d", "a100-80gb", "--qps", "5", "--requests", "30", "-o", str(out)]
+    assert main(base) == 0
+    err = capsys.readouterr().err
+    assert "run 1/1" in err  # plain progress lines when stderr is not a terminal
+    assert main(base + ["--seed", "7"]) == 2
+    assert "differ: stream" in capsys.readouterr().err
+    assert main(base) == 0 and "1 finished simulation(s) replayed" in capsys.readouterr().err
+
+
+def test_mfu_never_exceeds_one():
+    spec, dev = load_model("llama-2-7b"), load_device("b200")
+    for p in ("bf16", "fp8", "mxfp4"):
+        _, s = simulate(spec, dev, preset_map(p), synthetic(300, 40, Lengths(2048), Lengths(16), seed=1),
+                        ServingConfig(max_tokens=8192))
+        assert 0 < s["mfu"] <= 1, (p, s["mfu"])
