@@ -1,6 +1,7 @@
 """Cost-model fidelity: predicted vs measured GPU times, with the device files' default efficiencies.
 
-Run: ``python benchmarks/costmodel_fidelity.py [--reference DIR]`` (default ``../shared/reference/measured``).
+Run: ``python benchmarks/costmodel_fidelity.py [--reference DIR]`` (default ``benchmarks/data/measured``,
+the measured data carried in the repository with its sources in the README there).
 Prints error statistics and records them in ``benchmarks/results/costmodel_fidelity.json``.
 
 Data (see that folder's README):
@@ -141,7 +142,7 @@ def summarise(df: pd.DataFrame, by) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reference", default=str(Path(__file__).resolve().parents[2] / "shared/reference/measured"))
+    ap.add_argument("--reference", default=str(Path(__file__).resolve().parent / "data" / "measured"))
     ref = Path(ap.parse_args().reference)
     e2e = h100_e2e(Path(__file__).parent / "results" / "measured" / "h100_e2e_llama-2-7b_hf.csv")
     df = pd.concat([vidur(ref), h100_gemms(ref), e2e], ignore_index=True)

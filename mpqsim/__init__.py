@@ -1,7 +1,7 @@
 """mpqsim: a hardware-aware simulator for mixed-precision LLM inference.
 
 The product lives in the top-level packages ``workloads``, ``quant``, ``hwmodels``, ``sim`` and
-``reports`` (see DESIGN.md); this package holds what they share: the version and the error type
+``reports`` (see docs/DESIGN.md); this package holds what they share: the version and the error type
 that the command line turns into one clear line and exit code 2.
 """
 

@@ -1,4 +1,4 @@
-"""Fake-quantized transformers causal LMs: every matmul of DESIGN.md gets its own formats.
+"""Fake-quantized transformers causal LMs: every matmul of docs/DESIGN.md gets its own formats.
 
 :class:`FakeQuantizer` wraps a loaded model. ``apply(pmap)`` sets, for each op of the workloads
 op table (so the names are the ones ``mpqsim latency --map`` prices):

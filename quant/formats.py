@@ -1,4 +1,4 @@
-"""The format grammar of DESIGN.md: one parser for every number format mpqsim knows.
+"""The format grammar of docs/DESIGN.md: one parser for every number format mpqsim knows.
 
 A format string names the element type and how it is scaled::
 

@@ -6,7 +6,7 @@ by the uniform presets), then ``default``. For the attention matmuls both operan
 activations: ``qk`` has weight = K and act = Q, ``av`` has weight = V and act = the probabilities.
 Element-wise ops run in the high-precision ``default`` activation format.
 
-JSON form (op names are the Hugging Face module paths of DESIGN.md)::
+JSON form (op names are the Hugging Face module paths of docs/DESIGN.md)::
 
     {"name": "my-map", "kv_cache": "bf16",
      "default": {"weight": "bf16", "act": "bf16"},

@@ -2,7 +2,7 @@
 
 ``quantize(x, fmt, axis=-1, rounding="even", generator=None)`` returns Q(x) with the type, shape
 and dtype of ``x`` (a NumPy array, or a torch tensor on any device). The semantics are those of
-``shared/reference/mx_formats.md`` (OCP MX v1.0 with the rules listed there):
+``docs/reference/mx_formats.md`` (OCP MX v1.0 with the rules listed there):
 
 * blocks are contiguous runs of ``block`` elements along ``axis``; a ragged end is zero-padded; a
   block larger than the axis makes the whole axis one block; ``chan`` = one scale per slice

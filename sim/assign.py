@@ -1,6 +1,6 @@
 """Assignment: an op table and a precision map -> the model's ops with their formats, as records.
 
-The first of the cost model's three steps (assign, lower, price; DESIGN.md). The result,
+The first of the cost model's three steps (assign, lower, price; docs/DESIGN.md). The result,
 :class:`AssignedModel`, knows no device: formats, bytes per element, stored weight bytes and the
 KV cache's size per token. It is memoised on the content of its inputs (the frozen model spec or
 the table's values, and the map's JSON), so asking again for the same model and map is free and a

@@ -1,6 +1,6 @@
 """The roofline cost model: price lowered ops at configurations, one Numba kernel, fields by name.
 
-Three steps (DESIGN.md): :func:`sim.assign.assign` (op table + precision map -> formats),
+Three steps (docs/DESIGN.md): :func:`sim.assign.assign` (op table + precision map -> formats),
 :func:`sim.lowering.lower` (x devices -> units, kernels, rates, launches), :func:`price` (x
 configurations -> a :class:`CostTable`). For op j on device d at configuration c (batch, new
 tokens per sequence ``q``, cached ``past``), :func:`op_cost` gives::

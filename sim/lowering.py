@@ -4,7 +4,7 @@
 and a list of devices into per-(device, op) hardware parameters (:data:`sim.fields.LOWERED_FIELDS`)
 and per-device parameters (:data:`sim.fields.DEVICE_FIELDS`):
 
-* **compute unit** (DESIGN.md's compute-precision rule): a matmul runs natively on a unit that
+* **compute unit** (docs/DESIGN.md's compute-precision rule): a matmul runs natively on a unit that
   accepts both its weight format and its activation format (``Format.unit_keys`` vs
   ``ComputeUnit.accepts``), the fastest such unit if several do; otherwise it is up-cast, i.e.
   dequantized and run on the device's 16-bit unit (bf16, else fp16; fp32 when an operand is fp32).

@@ -1,4 +1,4 @@
-"""quantize-dequantize: the checks of shared/reference/mx_formats.md, exact grids, hand-computed
+"""quantize-dequantize: the checks of docs/reference/mx_formats.md, exact grids, hand-computed
 vectors, NumPy/torch and kernel/vectorised agreement bit for bit, and bad input."""
 
 import math

@@ -1,7 +1,7 @@
 """Model description: a transformers-style ``config.json`` -> :class:`ModelSpec`.
 
 Architectures are data: :data:`ARCHS` maps a ``model_type`` to the config keys it uses and the
-Hugging Face module paths of its layers (the op names of DESIGN.md). Adding an architecture is
+Hugging Face module paths of its layers (the op names of docs/DESIGN.md). Adding an architecture is
 adding a row here, not writing a new builder.
 """
 
