@@ -103,14 +103,22 @@ def cmd_quant_eval(args) -> int:
 
 
 def _progress_bar(total, label):
+    """A tqdm bar on a terminal; plain lines (one per evaluation) otherwise."""
     from tqdm import tqdm
 
-    t = tqdm(total=total, desc=label, file=sys.stderr, disable=not sys.stderr.isatty())
+    tty = sys.stderr.isatty()
+    t = tqdm(total=total, desc=label, file=sys.stderr, disable=not tty)
 
     class Bar:
+        done = 0
+
         def __call__(self, best):
             t.update(1)
             t.set_postfix(best_delta=f"{100 * best:+.2f}%")
+            self.done += 1
+            if not tty:
+                print(f"  {label}: trial {self.done}/{total}, best delta {100 * best:+.2f} %", file=sys.stderr,
+                      flush=True)
 
         def close(self):
             t.close()

@@ -23,10 +23,12 @@ import pandas as pd
 from mpqsim import InputError
 from sim.serving import SLO, ServingConfig, max_qps, simulate, sustains
 
-#: Rough memory per simulated request (Request object, per-request row, TBT gaps), measured for
-#: 128-token outputs; used to refuse or warn before a run that would not fit.
-BYTES_PER_REQUEST = 1500
-BYTES_PER_OUTPUT_TOKEN = 8
+#: Peak memory of a simulation per request and per output token (Request objects, per-iteration
+#: samples, per-request rows, TBT gaps and their percentiles), from tracemalloc peaks of 20,000
+#: requests with 32 / 128 / 512 output tokens (1,568 / 4,888 / 13,167 bytes per request; this
+#: fit is within 30 %); used to refuse or warn before a run that would not fit.
+BYTES_PER_REQUEST = 1000
+BYTES_PER_OUTPUT_TOKEN = 26
 
 
 def memory_needed(n_requests: int, mean_output: float) -> float:

@@ -16,6 +16,7 @@ of the map's KV format: lighter weights or KV formats hold more sequences.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,9 +183,9 @@ class Stats:
     """Counters sampled by the replicas: iterations, batch sizes, KV use, in-system area."""
 
     def __init__(self, n_requests: int, progress=None):
-        self.batch_sizes: list[int] = []
-        self.kv_used: list[float] = []
-        self.durations: list[float] = []
+        self.batch_sizes = array("l")   # compact per-iteration samples (8 bytes each, not 32)
+        self.kv_used = array("d")
+        self.durations = array("d")
         self.flops = 0.0
         self.busy_at_peak = 0.0
         self.in_system = 0

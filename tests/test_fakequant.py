@@ -5,6 +5,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -265,3 +266,51 @@ def test_smollm2_sensitivity_table(smollm2):
     df = op_sensitivity(fq, ev.windows, uniform_map(OpFormats.of("mxint4_32", "mxint4_32")), max_windows=1)
     assert len(df) == 30 * 9 and (df.output_sqnr > 0).all() and (df.weight_sqnr > 10).all()
     assert set(op_names(fq.table, roles=("linear", "attention"))) == set(df.op)
+
+
+def _search_cmd(out):
+    import sys
+
+    return [sys.executable, "-m", "mpqsim.cli", "quant", "search", "--model", "smollm2", "--ratio", "0.5,0.8",
+            "--trials", "4", "--windows", "2", "--window-len", "24", "--searcher", "random", "-o", str(out)]
+
+
+@pytest.fixture(scope="module")
+def search_ref(tmp_path_factory):
+    import subprocess
+
+    out = tmp_path_factory.mktemp("search") / "ref"
+    ref = subprocess.run(_search_cmd(out), capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_killed_search_process_resumes_to_the_same_result(tmp_path, search_ref, how):
+    """A real `mpqsim quant search` process killed mid-search (SmolLM2, tiny windows) loses no finished
+    evaluation and ends, when re-run, with the maps and table of an uninterrupted search."""
+    import signal
+    import subprocess
+    import time
+
+    cmd = _search_cmd
+    journal = tmp_path / "cut" / "journal.jsonl"
+    proc = subprocess.Popen(cmd(tmp_path / "cut"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 300:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 4:  # settings + 3 evaluations
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
+    proc.wait(timeout=60)
+    done = len([x for x in journal.read_text().splitlines()[1:] if x.endswith("}")])
+    assert 3 <= done < 8
+    again = subprocess.run(cmd(tmp_path / "cut"), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{8 - done} new evaluations" in again.stdout
+    a = pd.read_csv(search_ref / "results.csv").drop(columns=["map"])
+    b = pd.read_csv(tmp_path / "cut" / "results.csv").drop(columns=["map"])
+    pd.testing.assert_frame_equal(a, b)
+    for r in ("0.5", "0.8"):
+        assert json.loads((search_ref / f"map_qr{r}.json").read_text())["ops"] == \
+            json.loads((tmp_path / "cut" / f"map_qr{r}.json").read_text())["ops"]
