@@ -188,10 +188,15 @@ def cmd_serve(args) -> int:
                 _say(f"note: {len(unsustained)} run(s) did not keep up with their arrivals (served rate below the "
                      "offered rate or a growing queue): their latencies depend on the number of requests")
     except KeyboardInterrupt:
-        done = len(journal.records)
+        done = [r["row"] for r in journal.records.values()]
         where = f"; re-run the same command to resume from {args.out}" if args.out else \
-            "; give --out DIR to keep finished runs and resume"
-        _say(f"mpqsim: interrupted after {done} finished simulation(s){where}")
+            "; give -o DIR to journal finished runs and resume"
+        if done and not args.find_max_qps:  # nothing finished is lost: show (and write) what completed
+            part = pd.DataFrame(done)
+            show(part[[c for c in ("precision", "qps", "requests_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
+                                   "tpot_p99_s", "mfu") if c in part]], floatfmt="{:,.4g}")
+            write_csv(part, args.csv)
+        _say(f"mpqsim: interrupted after {len(done)} finished simulation(s){where}")
         return 130
     write_csv(df, args.csv)
     if args.requests_csv:
