@@ -42,14 +42,18 @@ def validate(spec: ModelSpec, batches, prompt: int, context: int, chunk: int | N
     if not batches:
         raise InputError("no batch size given")
     for b in batches:
-        if not isinstance(b, (int, np.integer)) or b <= 0:
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b <= 0:
             raise InputError(f"batch size must be a positive integer, got {b!r}")
     for what, v in (("prompt", prompt), ("context", context)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InputError(f"{what} length must be a whole number of tokens, got {v!r}")
         if v <= 0:
             raise InputError(f"{what} length must be > 0, got {v}")
         if v > spec.max_positions:
             raise InputError(f"{what} length {v} exceeds {spec.name}'s maximum context of "
                              f"{spec.max_positions} tokens")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))):
+        raise InputError(f"prefill chunk must be a whole number of tokens, got {chunk!r}")
     if chunk is not None and chunk <= 0:
         raise InputError(f"prefill chunk must be > 0, got {chunk}")
 

@@ -165,3 +165,12 @@ def test_eager_launches_cost_more(llama7b, h100):
     g = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 128, 128).iloc[0]
     e = latency_table(llama7b, [h100], [preset_map("bf16")], [1], 128, 128, eager=True).iloc[0]
     assert e.decode_ms > g.decode_ms
+
+
+@pytest.mark.parametrize("kw", [dict(prompt="1024"), dict(context=1.5), dict(batches=[True]), dict(chunk="x"),
+                                dict(batches=[2.0])])
+def test_library_refuses_wrong_types_with_input_error(llama7b, h100, kw):
+    args = dict(batches=[1], prompt=128, context=128, chunk=None) | kw
+    with pytest.raises(InputError):
+        latency_table(llama7b, [h100], [preset_map("bf16")], args["batches"], args["prompt"], args["context"],
+                      chunk=args["chunk"])
