@@ -57,8 +57,10 @@ def _model_label(arg: str) -> str:
     return Path(arg).name if Path(arg).exists() else str(arg)
 
 
-def _eval_setup(args):
-    """Model, fake quantizer and evaluator for the quant commands (cheap inputs checked first)."""
+def _eval_setup(args, cache_dir=None):
+    """Model, fake quantizer and evaluator for the quant commands (cheap inputs checked first).
+    With ``cache_dir``, the unquantized reference perplexity is kept there (keyed on the model's
+    fingerprint, the windows and the batch size), so a resumed or finished search skips it."""
     from quant.evaluate import Evaluator, read_text, sample_windows
     from quant.fakequant import FakeQuantizer
     from quant.models import load_causal_lm
@@ -72,7 +74,14 @@ def _eval_setup(args):
     overlap = len(windows) * args.window_len > n_tokens
     print(f"evaluation: {len(windows)} windows x {args.window_len} tokens of {args.text} ({n_tokens:,} tokens"
           f"{'; windows overlap' if overlap else ''}; seed {args.seed})", file=sys.stderr)
-    return fq, Evaluator(fq, windows, batch_size=args.batch_size), tok, model_dir
+    if cache_dir is None:
+        return fq, Evaluator(fq, windows, batch_size=args.batch_size), tok, model_dir
+    from quant.search import cached_value, model_fingerprint, tensor_key
+
+    key = tensor_key(model_fingerprint(fq.model), windows, args.batch_size)
+    ref = cached_value(Path(cache_dir) / "reference.json", key,
+                       lambda: Evaluator(fq, windows, batch_size=args.batch_size).reference)
+    return fq, Evaluator(fq, windows, batch_size=args.batch_size, reference=ref), tok, model_dir
 
 
 def cmd_quant_eval(args) -> int:
@@ -144,7 +153,7 @@ def cmd_quant_search(args) -> int:
     checks.output_dir(args.out, "-o/--out")
     if args.searcher == "greedy":
         read_text(args.calibration)  # a missing calibration text fails before the model loads
-    fq, ev, tok, model_dir = _eval_setup(args)
+    fq, ev, tok, model_dir = _eval_setup(args, cache_dir=args.out)
     calib = sample_windows(tok, read_text(args.calibration), 4, args.window_len, args.seed) \
         if args.searcher == "greedy" else None
     settings = resume_identity(model_fingerprint(fq.model), args.text, args.windows, args.window_len,

@@ -111,6 +111,7 @@ class Journal:
 
     def __init__(self, path: Path, settings: dict):
         self.path = Path(path)
+        self.settings = settings
         self.records: dict[str, dict] = {}
         if self.path.exists() and self.path.stat().st_size:
             lines = self.path.read_text().splitlines()
@@ -271,6 +272,39 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()[:20]
 
 
+def tensor_key(*parts) -> str:
+    """A hash of strings, numbers and tensors/arrays (their bytes): a key for cached results."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in parts:
+        if hasattr(p, "detach"):
+            p = p.detach().cpu().numpy()
+        h.update(np.ascontiguousarray(p).tobytes() if isinstance(p, np.ndarray) else repr(p).encode())
+    return h.hexdigest()[:24]
+
+
+def cached_value(path: Path, key: str, compute):
+    """``compute()`` once per ``key``, kept in the JSON file ``path`` (written atomically): a
+    finished or resumed search skips its reference perplexity and sensitivity pass."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text()) if path.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = {}  # a damaged cache only costs the recomputation
+    if not isinstance(doc, dict):
+        doc = {}
+    if key in doc:
+        return doc[key]
+    val = compute()
+    doc[key] = val
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+    return val
+
+
 def resume_identity(model, text, windows: int, window_len: int, weight_only: bool, calibration) -> dict:
     """What must match for a search to resume from an existing journal (besides the formats,
     granularity, searcher and seed, which :func:`run_search` adds): the model (its
@@ -316,7 +350,9 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
         from quant.evaluate import op_sensitivity
 
         windows = calibration if calibration is not None else evaluator.windows
-        sensitivity = op_sensitivity(fq, windows, uniform_map(low))
+        key = tensor_key(json.dumps(journal.settings, sort_keys=True), windows)
+        sensitivity = pd.DataFrame(cached_value(out / "sensitivity.json", key,
+                                                lambda: op_sensitivity(fq, windows, uniform_map(low)).to_dict("list")))
     rows = []
     for target in ratios:
         cb = progress_factory(budget, f"Q_r {target:g}") if progress_factory else None
