@@ -149,7 +149,8 @@ def cmd_serve(args) -> int:
     try:
         if args.find_max_qps:
             def probe_line(row):
-                _say(f"  probe {row['precision']} @ {row['qps']:.4g} req/s: served {row['served_rate']:.4g} req/s, "
+                _say(f"  probe {row['precision']} @ {row['qps']:.4g} req/s: offered {row['offered_rate']:.4g}, "
+                     f"served {row['served_rate']:.4g} req/s, "
                      f"SLO attainment {100 * row['slo_attainment']:.1f} %, "
                      f"{'sustained' if row['sustained'] else 'not sustained'}")
 
