@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from mpqsim import InputError
+from mpqsim.journal import Journal as _Journal
 from quant.formats import Format
 from quant.precision import OpFormats, PrecisionMap
 from workloads.optable import op_names
@@ -106,52 +107,11 @@ class SearchSpace:
         return np.packbits(mask.astype(np.uint8)).tobytes().hex() + f":{len(mask)}"
 
 
-class Journal:
-    """JSON-lines record of every evaluation; the first line holds the settings it was made with."""
+class Journal(_Journal):
+    """JSON-lines record of every evaluation, keyed by mask signature (:class:`mpqsim.journal.Journal`)."""
 
     def __init__(self, path: Path, settings: dict):
-        self.path = Path(path)
-        self.settings = settings
-        self.records: dict[str, dict] = {}
-        if self.path.exists() and self.path.stat().st_size:
-            lines = self.path.read_text().splitlines()
-            try:
-                head = json.loads(lines[0])
-            except (json.JSONDecodeError, IndexError):
-                head = None
-            if not isinstance(head, dict) or "settings" not in head:
-                raise InputError(f"{self.path}: the settings line (the first) is damaged, e.g. cut by a kill while "
-                                 f"it was written ({len(lines) - 1} later line(s)); delete the file to start afresh "
-                                 "or use a new output folder")
-            if head.get("settings") != settings:
-                old = head.get("settings") or {}
-                diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-                raise InputError(f"{self.path} was written by a search with other settings (differ: "
-                                 + "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
-                                 + "); use a new output folder or the same settings")
-            if not self.path.read_bytes().endswith(b"\n"):  # a record cut by a kill: drop it, keep the rest
-                keep = "\n".join(lines[:-1]) + "\n"
-                tmp = self.path.with_name(self.path.name + ".tmp")
-                tmp.write_text(keep)
-                os.replace(tmp, self.path)
-                lines = lines[:-1]
-            for line in lines[1:]:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: that evaluation is redone
-                    continue
-                if isinstance(rec, dict) and "signature" in rec:
-                    self.records[rec["signature"]] = rec
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")  # written whole, then renamed: never half a header
-            tmp.write_text(json.dumps({"settings": settings}) + "\n")
-            os.replace(tmp, self.path)
-
-    def add(self, rec: dict) -> None:
-        self.records[rec["signature"]] = rec
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        super().__init__(path, settings, key="signature", what="search")
 
 
 @dataclass

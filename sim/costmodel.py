@@ -33,7 +33,7 @@ import pandas as pd
 from mpqsim import InputError
 from sim.assign import AssignedModel, assign, assign_table
 from sim.fields import (CONFIG_DTYPE, COST_DTYPE, COST_TERMS, RULE_SUM, TOTAL_DTYPE, TOTAL_RULE, TOTAL_TERM,
-                        TOTALS, Cost, Iteration, records)
+                        TOTALS, Cost, records)
 from sim.jit import as_rows, interpreted, kernel
 from sim.lowering import KERNEL_NAMES, UNIT_NAMES, Lowered, lower
 from workloads.optable import AV, KIND_NAMES, QK, SOFTMAX, op_counts
@@ -114,8 +114,9 @@ def price_kernel(ops, low, dev, cfg, totals, detail):
 
 
 @kernel
-def iteration_kernel(ops, low, device, batch, pre_q, pre_past):
-    """:data:`sim.fields.Iteration` (seconds, FLOPs) of one serving iteration on one device.
+def iteration_kernel(ops, low, device, batch, pre_q, pre_past, result):
+    """Writes :data:`sim.fields.Iteration` (seconds, FLOPs, seconds at peak) of one serving
+    iteration on one device into ``result`` (one ITERATION_RESULT_DTYPE record).
 
     ``ops`` (n_ops,) OP_DTYPE; ``low`` (n_ops,) LOWERED_DTYPE and ``device`` (1,) DEVICE_DTYPE of
     that device; ``batch`` (1,) ITERATION_DTYPE, whose record ``it`` holds ``seqs`` sequences with
@@ -154,7 +155,10 @@ def iteration_kernel(ops, low, device, batch, pre_q, pre_past):
             f = r.flops
         flops += f * op.repeat
         busy += f * op.repeat / lj.peak if f > 0.0 else 0.0
-    return Iteration(time=t_sum, flops=flops, busy_at_peak=busy)
+    res = result[0]
+    res.time = t_sum
+    res.flops = flops
+    res.busy_at_peak = busy
 
 
 # ---------------------------------------------------------------- the priced result

@@ -25,7 +25,7 @@ from workloads.optable import COUNT_FIELDS, SHAPE_FIELDS, Counts
 __all__ = ["SHAPE_FIELDS", "COUNT_FIELDS", "Counts", "FORMAT_FIELDS", "OP_FIELDS", "OP_DTYPE",
            "LOWERED_FIELDS", "LOWERED_DTYPE", "DEVICE_FIELDS", "DEVICE_DTYPE", "CONFIG_FIELDS",
            "CONFIG_DTYPE", "COST_TERMS", "Cost", "COST_DTYPE", "TOTALS", "TOTAL_DTYPE", "ITERATION_FIELDS",
-           "IterationBatch", "ITERATION_DTYPE", "Iteration", "records"]
+           "IterationBatch", "ITERATION_DTYPE", "Iteration", "ITERATION_RESULT_DTYPE", "records"]
 
 
 def _float_dtype(fields) -> np.dtype:
@@ -129,6 +129,9 @@ ITERATION_DTYPE = _float_dtype(ITERATION_FIELDS)
 #: What one serving iteration costs: seconds, FLOPs, and seconds its FLOPs would take at the peak
 #: of the units they run on (utilisation = busy_at_peak / time <= 1).
 Iteration = namedtuple("Iteration", ("time", "flops", "busy_at_peak"))
+#: The kernel writes an Iteration into a one-record array of this dtype (returning a namedtuple
+#: to Python would run Python code inside Numba's boxing, where a Ctrl-C can crash the process).
+ITERATION_RESULT_DTYPE = _float_dtype(Iteration._fields)
 
 
 def records(dtype: np.dtype, n=None, **columns) -> np.ndarray:

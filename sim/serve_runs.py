@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mpqsim import InputError
+from mpqsim.journal import Journal
 from sim.serving import SLO, ServingConfig, max_qps, simulate, sustains
 
 #: Peak memory of a simulation per request and per output token (Request objects, per-iteration
@@ -57,41 +58,16 @@ def _tag(precision: str, qps) -> str:
 
 
 class RunJournal:
-    """The journal of one study in ``folder`` (created), or an in-memory one when ``folder`` is None."""
+    """The journal of one study in ``folder`` (created; :class:`mpqsim.journal.Journal` keyed by
+    run), or an in-memory one when ``folder`` is None. Per-request rows of a run are written to
+    ``folder/requests/`` (or held, without a folder) when ``keep_requests``."""
 
     def __init__(self, folder, settings: dict, keep_requests: bool = True):
         self.folder = Path(folder) if folder else None
-        self.keep_requests = keep_requests  # per-request rows: written (folder) or held (no folder)
-        self.records: dict[str, dict] = {}
-        if self.folder is None:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / "journal.jsonl"
-        if self.path.exists() and self.path.stat().st_size:
-            lines = self.path.read_text().splitlines()
-            try:
-                head = json.loads(lines[0])
-            except (json.JSONDecodeError, IndexError):
-                head = None
-            if not isinstance(head, dict) or "settings" not in head:
-                raise InputError(f"{self.path}: the settings line (the first) is damaged; delete the folder's "
-                                 "journal to start afresh or use a new --out folder")
-            if head["settings"] != settings:
-                diff = sorted(k for k in set(head["settings"]) | set(settings)
-                              if head["settings"].get(k) != settings.get(k))
-                raise InputError(f"{self.folder} holds a study with other settings (differ: {', '.join(diff)}); "
-                                 "use a new --out folder or the same settings")
-            for line in lines[1:]:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: that run is redone
-                    continue
-                if isinstance(rec, dict) and "key" in rec:
-                    self.records[rec["key"]] = rec
-        else:
-            tmp = self.path.with_name("journal.jsonl.tmp")
-            tmp.write_text(json.dumps({"settings": settings}) + "\n")
-            os.replace(tmp, self.path)
+        self.keep_requests = keep_requests
+        self._journal = Journal(self.folder / "journal.jsonl", settings, key="key", what="study") if self.folder \
+            else None
+        self.records: dict[str, dict] = self._journal.records if self._journal else {}
 
     def get(self, key: str):
         return self.records.get(key)
@@ -100,22 +76,19 @@ class RunJournal:
         rec = dict(key=key, row=row)
         if not self.keep_requests:
             per_request = None
-        if self.folder is None:
+        if self._journal is None:
             if per_request is not None:
                 rec["requests_df"] = per_request
-        else:
-            if per_request is not None:
-                out = self.folder / "requests" / f"{_tag(row['precision'], row['qps'])}.csv"
-                out.parent.mkdir(exist_ok=True)
-                tmp = out.with_suffix(".csv.tmp")
-                per_request.to_csv(tmp, index=False)
-                os.replace(tmp, out)
-                rec["requests_csv"] = str(out.relative_to(self.folder))
-            with open(self.path, "a") as f:
-                f.write(json.dumps(rec, default=_json_default) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        self.records[key] = rec
+            self.records[key] = rec
+            return
+        if per_request is not None:
+            out = self.folder / "requests" / f"{_tag(row['precision'], row['qps'])}.csv"
+            out.parent.mkdir(exist_ok=True)
+            tmp = out.with_suffix(".csv.tmp")
+            per_request.to_csv(tmp, index=False)
+            os.replace(tmp, out)  # before the journal line: a journalled run always has its rows
+            rec["requests_csv"] = str(out.relative_to(self.folder))
+        self._journal.add(rec, default=_json_default)
 
 
 def _json_default(x):

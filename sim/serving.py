@@ -27,7 +27,7 @@ from hwmodels.spec import DeviceSpec
 from mpqsim import InputError, checks
 from quant.precision import PrecisionMap
 from sim.costmodel import assign, iteration_kernel, lower, price
-from sim.fields import ITERATION_DTYPE, IterationBatch
+from sim.fields import ITERATION_DTYPE, ITERATION_RESULT_DTYPE, Iteration, IterationBatch
 from sim.schedulers import BLOCK_TOKENS, SCHEDULERS, KVCache, Request
 from workloads.spec import ModelSpec
 
@@ -99,6 +99,7 @@ class ReplicaModel:
         self.kv_blocks = int(free // (BLOCK_TOKENS * self.kv_bytes_per_token))
         self._kernel_args = (self.lowered.ops, self.lowered.per_op[0], self.lowered.device)
         self._it = np.zeros(1, dtype=ITERATION_DTYPE)  # the iteration's batch, refilled each call
+        self._res = np.zeros(1, dtype=ITERATION_RESULT_DTYPE)  # and what it costs
         self._none = np.zeros(0)
 
     @property
@@ -122,7 +123,8 @@ class ReplicaModel:
             pq = pp = self._none
         self._it[0] = IterationBatch(seqs=len(batch), tokens=tokens, n_decode=n_dec, decode_ctx_sum=ctx_sum)
         ops, low, dev = self._kernel_args
-        cost = iteration_kernel(ops, low, dev, self._it, pq, pp)
+        iteration_kernel(ops, low, dev, self._it, pq, pp, self._res)
+        cost = Iteration._make(self._res[0].tolist())  # the record's fields, by the registry's names
         return cost.time + self.cfg.cpu_overhead_s, cost.flops, cost.busy_at_peak
 
 
