@@ -327,3 +327,21 @@ def test_bad_input():
 def test_bit_accounting_seed_004():
     assert parse_format("nf4_64").bits_per_element == 4.25 == parse_format("mxint4_32").bits_per_element
     assert math.isclose(parse_format("dyn8_64").bits_per_element, 8.25)
+
+
+def test_nf4_is_the_published_table():
+    """bitsandbytes' NF4 values (csrc/kernels.cu nf4_data), exactly: dequantized NF4 equals bitsandbytes'."""
+    from quant.formats import NF4_PUBLISHED
+
+    bnb = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+           -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+           0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+           0.7229568362236023, 1.0]
+    assert list(parse_format("nf4_64").grid) == bnb == list(NF4_PUBLISHED)
+    assert all(np.float32(v) == v for v in bnb)  # float32 values, as the kernels hold them
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    q = quantize(x, "nf4_64", axis=-1)
+    absmax = np.abs(x).max(axis=-1, keepdims=True)
+    codes = np.array(bnb, dtype=np.float32)
+    ref = codes[np.abs(x / absmax - codes[:, None, None]).argmin(axis=0)] * absmax  # nearest code x absmax
+    assert np.allclose(q, ref, rtol=0, atol=1e-6)
