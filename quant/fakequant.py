@@ -5,7 +5,8 @@ op table (so the names are the ones ``mpqsim latency --map`` prices):
 
 * linear ops (q/k/v/o/gate/up/down, GPT-2's c_attn/c_proj/c_fc, lm_head, routers): the weight is
   replaced by its quantize-dequantize (a new Parameter, so a tied embedding is untouched; cached per
-  format), and a forward pre-hook quantizes the input activation along its last axis;
+  format), and a forward pre-hook quantizes the input activation along its last axis (per-tensor
+  scales are taken per sequence: :func:`quantize_act`);
 * the attention matmuls ``qk`` (weight = K, act = Q, blocked along head_dim) and ``av`` (weight = V
   blocked along the sequence, act = the probabilities blocked along the keys), inside an attention
   function registered with transformers as ``mpqsim`` (eager semantics: GQA, scaling, softcap, mask);
@@ -38,6 +39,19 @@ def _active(f: Format | None) -> Format | None:
     return None if f is None or f.is_high_precision else f
 
 
+def quantize_act(x: torch.Tensor, f: Format, axis: int = -1) -> torch.Tensor:
+    """Quantize an activation (or KV) tensor whose first axis is the batch of sequences.
+
+    Formats with one scale per tensor take it **per sequence** (the tensor of one sequence), as a
+    dynamic per-tensor kernel serving that sequence alone would: a scale never spans unrelated
+    sequences, so an evaluation does not depend on how its windows were batched. Per-channel,
+    group and block scales lie within a token (or, for V, within a sequence) already.
+    """
+    if f.granularity == "tensor" and x.ndim >= 2 and x.shape[0] > 1:
+        return torch.cat([quantize(x[i:i + 1], f, axis=axis) for i in range(x.shape[0])])
+    return quantize(x, f, axis=axis)
+
+
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     if n_rep == 1:
         return x
@@ -57,15 +71,15 @@ def fakequant_attention(module, query, key, value, attention_mask, scaling=None,
             if fmt is not None:
                 count[(cfg["qk"] if operand == "k_cache" else cfg["av"], "kv", fmt.name)] += 1
         if cfg["kv"] is not None:
-            key, value = quantize(key, cfg["kv"]), quantize(value, cfg["kv"])
+            key, value = quantize_act(key, cfg["kv"]), quantize_act(value, cfg["kv"])
         if cfg["qk_act"] is not None:
-            query = quantize(query, cfg["qk_act"])
+            query = quantize_act(query, cfg["qk_act"])
             count[(cfg["qk"], "act", cfg["qk_act"].name)] += 1
         if cfg["qk_w"] is not None:
-            key = quantize(key, cfg["qk_w"])
+            key = quantize_act(key, cfg["qk_w"])
             count[(cfg["qk"], "weight", cfg["qk_w"].name)] += 1
         if cfg["av_w"] is not None:
-            value = quantize(value, cfg["av_w"], axis=-2)
+            value = quantize_act(value, cfg["av_w"], axis=-2)
             count[(cfg["av"], "weight", cfg["av_w"].name)] += 1
     n_rep = query.shape[1] // key.shape[1]
     key, value = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
@@ -80,7 +94,7 @@ def fakequant_attention(module, query, key, value, attention_mask, scaling=None,
     if capture is not None and not capture:  # op_sensitivity: keep the unquantized operands once
         capture.update(q=query.detach(), k=key.detach(), p=probs.detach(), v=value.detach())
     if cfg is not None and cfg["av_act"] is not None:
-        probs = quantize(probs, cfg["av_act"])
+        probs = quantize_act(probs, cfg["av_act"])
         cfg["calls"][(cfg["av"], "act", cfg["av_act"].name)] += 1
     out = torch.matmul(probs, value).transpose(1, 2).contiguous()
     return out, probs
@@ -142,7 +156,7 @@ class FakeQuantizer:
             if f is None:
                 return None
             self.calls[(name, "act", f.name)] += 1
-            return (quantize(args[0], f),) + tuple(args[1:])
+            return (quantize_act(args[0], f),) + tuple(args[1:])
 
         return hook
 

@@ -314,3 +314,14 @@ def test_killed_search_process_resumes_to_the_same_result(tmp_path, search_ref, 
     for r in ("0.5", "0.8"):
         assert json.loads((search_ref / f"map_qr{r}.json").read_text())["ops"] == \
             json.loads((tmp_path / "cut" / f"map_qr{r}.json").read_text())["ops"]
+
+
+@pytest.mark.parametrize("preset", ["w8a8", "fp8", "fp8-kv8", "w4a8", "fp4", "mxint4"])
+def test_perplexity_does_not_depend_on_the_evaluation_batch(preset):
+    """Per-tensor activation scales are taken per sequence, so batching windows changes nothing
+    (it moved w8a8 on SmolLM2 from +92.9 % at batch 1 to +131.8 % at batch 8 before)."""
+    m = tiny("llama")
+    fq = FakeQuantizer(m)
+    windows = torch.randint(0, 128, (6, 32), generator=torch.Generator().manual_seed(4))
+    ppl = {b: Evaluator(fq, windows, batch_size=b)(preset_map(preset))["ppl"] for b in (1, 3, 6)}
+    assert ppl[1] == pytest.approx(ppl[3], rel=1e-5) and ppl[1] == pytest.approx(ppl[6], rel=1e-5), ppl
