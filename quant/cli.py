@@ -152,7 +152,9 @@ def cmd_quant_search(args) -> int:
     kv = parse_format(args.kv)
     checks.output_dir(args.out, "-o/--out")
     if args.searcher == "greedy":
-        read_text(args.calibration)  # a missing calibration text fails before the model loads
+        if read_text(args.calibration) == read_text(args.text):  # fails before the model loads if missing
+            raise InputError(f"the calibration text ({args.calibration}) is the evaluation text ({args.text}): the "
+                             "sensitivity pass would see the tokens the search is judged on; give another --calibration")
     fq, ev, tok, model_dir = _eval_setup(args, cache_dir=args.out)
     calib = sample_windows(tok, read_text(args.calibration), 4, args.window_len, args.seed) \
         if args.searcher == "greedy" else None

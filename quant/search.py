@@ -295,8 +295,8 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
     """Search every target ratio; journal in ``out_dir/journal.jsonl``, the best map per ratio in
     ``out_dir/map_qr<ratio>.json``, the table in ``out_dir/results.csv`` (also returned).
 
-    ``calibration``: token windows for the greedy searcher's sensitivity pass (default: the
-    evaluator's). ``progress_factory(total, label)`` returns a callback taking the best delta.
+    ``calibration``: token windows for the greedy searcher's sensitivity pass, from a text other
+    than the evaluation text (required for ``greedy``). ``progress_factory(total, label)`` returns a callback taking the best delta.
     """
     check_search_args(granularity, ratios, searcher, budget)
     out = Path(out_dir)
@@ -309,7 +309,10 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
     if searcher == "greedy":
         from quant.evaluate import op_sensitivity
 
-        windows = calibration if calibration is not None else evaluator.windows
+        if calibration is None:
+            raise InputError("the greedy searcher needs calibration windows from a text other than the evaluation "
+                             "text (its sensitivity pass must not see the evaluation tokens)")
+        windows = calibration
         key = tensor_key(json.dumps(journal.settings, sort_keys=True), windows)
         sensitivity = pd.DataFrame(cached_value(out / "sensitivity.json", key,
                                                 lambda: op_sensitivity(fq, windows, uniform_map(low)).to_dict("list")))

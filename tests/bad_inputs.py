@@ -221,6 +221,7 @@ CASES = [
     (Q + ["--windows", "0"], 2, "--windows must be >= 1"),
     (Q + ["--seed", "-2"], 2, "--seed must be >= 0"),
     (Q + ["--searcher", "greedy", "--calibration", "{tmp}/none.txt"], 2, "text file not found"),
+    (Q + ["--searcher", "greedy", "--text", "northanger_abbey"], 2, "is the evaluation text"),
 ]
 
 

@@ -140,8 +140,10 @@ def test_interrupted_search_resumes_with_the_same_result(tmp_path, searcher):
     fq = FakeQuantizer(m)
     windows = torch.randint(0, 128, (4, 32), generator=torch.Generator().manual_seed(2))
     ev = Evaluator(fq, windows)
+    calib = torch.randint(0, 128, (2, 32), generator=torch.Generator().manual_seed(3))
     args = dict(granularity="matmul", low=OpFormats.of("mxint3_32", "mxint3_32"), high=OpFormats.of("bf16", "bf16"),
-                kv=parse_format("bf16"), ratios=[0.5, 0.8], searcher=searcher, budget=6, settings={"t": 1})
+                kv=parse_format("bf16"), ratios=[0.5, 0.8], searcher=searcher, budget=6, settings={"t": 1},
+                calibration=calib)
     full = run_search(fq, ev, out_dir=tmp_path / "full", **args)
     assert full.attrs["new_evaluations"] == len(set(json.loads(line)["signature"] for line in
                                                     (tmp_path / "full" / "journal.jsonl").read_text().splitlines()[1:]))
@@ -325,3 +327,12 @@ def test_perplexity_does_not_depend_on_the_evaluation_batch(preset):
     windows = torch.randint(0, 128, (6, 32), generator=torch.Generator().manual_seed(4))
     ppl = {b: Evaluator(fq, windows, batch_size=b)(preset_map(preset))["ppl"] for b in (1, 3, 6)}
     assert ppl[1] == pytest.approx(ppl[3], rel=1e-5) and ppl[1] == pytest.approx(ppl[6], rel=1e-5), ppl
+
+
+def test_greedy_search_never_calibrates_on_the_evaluation_text(tmp_path):
+    m = tiny("llama")
+    fq = FakeQuantizer(m)
+    ev = Evaluator(fq, torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(5)))
+    with pytest.raises(InputError, match="calibration windows from a text other than the evaluation"):
+        run_search(fq, ev, "matmul", OpFormats.of("mxint4_32", "mxint4_32"), OpFormats.of("bf16", "bf16"),
+                   parse_format("bf16"), [0.5], "greedy", 2, tmp_path / "s", {"t": 1})
