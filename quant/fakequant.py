@@ -10,7 +10,9 @@ op table (so the names are the ones ``mpqsim latency --map`` prices):
 * the attention matmuls ``qk`` (weight = K, act = Q, blocked along head_dim) and ``av`` (weight = V
   blocked along the sequence, act = the probabilities blocked along the keys), inside an attention
   function registered with transformers as ``mpqsim`` (eager semantics: GQA, scaling, softcap, mask);
-* the KV-cache format, applied to K and V before the attention matmuls.
+* the KV-cache format, applied to K and V before the attention matmuls. With a low-precision
+  KV cache, K and V enter ``qk`` / ``av`` as stored (quantized once); an attention weight format
+  other than the cache's (or a high one) is refused rather than quantizing them twice.
 
 High-precision formats (bf16/fp16/fp32) are not emulated: those operands run in the model's own
 dtype (float32 on the CPU), so a map with everything high leaves the logits unchanged bit for bit.
@@ -186,9 +188,17 @@ class FakeQuantizer:
         kv = _active(pmap.kv_cache)
         for path, module in self.attention.items():
             qk, av = pmap.formats_for(path + ".qk", "attention"), pmap.formats_for(path + ".av", "attention")
-            module._mpq = dict(qk=path + ".qk", av=path + ".av", calls=self.calls, kv=kv,
-                               qk_w=_active(qk.weight), qk_act=_active(qk.act),
-                               av_w=_active(av.weight), av_act=_active(av.act))
+            qk_w, av_w = _active(qk.weight), _active(av.weight)
+            if kv is not None:
+                # K and V are read from the KV cache, already in its format: quantized once, never twice
+                for op, w in ((".qk", qk_w), (".av", av_w)):
+                    if w is not None and w != kv:
+                        raise InputError(f"{pmap.name}: {path}{op} reads K/V from a {kv.name} KV cache, so its "
+                                         f"weight operand cannot be {w.name} (it would be quantized twice); give "
+                                         f"{kv.name} or a high-precision format")
+                qk_w = av_w = None
+            module._mpq = dict(qk=path + ".qk", av=path + ".av", calls=self.calls, kv=kv, qk_w=qk_w,
+                               qk_act=_active(qk.act), av_w=av_w, av_act=_active(av.act))
 
     def reset(self) -> None:
         """Back to the unquantized model (the attention stays on the mpqsim eager function)."""

@@ -336,3 +336,20 @@ def test_greedy_search_never_calibrates_on_the_evaluation_text(tmp_path):
     with pytest.raises(InputError, match="calibration windows from a text other than the evaluation"):
         run_search(fq, ev, "matmul", OpFormats.of("mxint4_32", "mxint4_32"), OpFormats.of("bf16", "bf16"),
                    parse_format("bf16"), [0.5], "greedy", 2, tmp_path / "s", {"t": 1})
+
+
+def test_kv_cache_and_attention_operands_are_quantized_once():
+    m = tiny("llama")
+    fq = FakeQuantizer(m)
+    windows = torch.randint(0, 128, (2, 24), generator=torch.Generator().manual_seed(6))
+    ev = Evaluator(fq, windows)
+    mx = preset_map("mxint4")  # attention operands and KV cache both mxint4_32
+    doc = mx.to_json()
+    doc["roles"]["attention"] = {"weight": "bf16", "act": "mxint4_32"}  # K/V only through the cache
+    same = PrecisionMap.from_json(doc)
+    fq.calls.clear()
+    assert ev(mx)["ppl"] == ev(same)["ppl"]
+    assert not any(operand == "weight" and op.endswith((".qk", ".av")) for (op, operand, _f) in fq.calls)
+    doc["roles"]["attention"] = {"weight": "mxint8_32", "act": "mxint4_32"}
+    with pytest.raises(InputError, match="quantized twice"):
+        fq.apply(PrecisionMap.from_json(doc))
