@@ -246,17 +246,22 @@ def assign_format_rows(rows, pmap: PrecisionMap) -> list[dict]:
 
 
 def quant_ratio(assigned: pd.DataFrame) -> float:
-    """Q_r (seed 000): low-precision parameters / all parameters of the matmul weights.
+    """Q_r as seed 000 defines it: low-precision parameters / all parameters of the model.
 
-    Counts the weights a map can name (linear, expert, router and an untied lm_head); embeddings
-    are lookups, not matmuls, and are excluded. "Low precision" = a weight format that is not
-    bf16/fp16/fp32.
+    The denominator is every parameter (embeddings, norms, lm_head, experts: the model's size). A
+    parameter is low precision when the matmul that uses it runs with a low-precision weight format
+    (not bf16/fp16/fp32); a tied embedding / lm_head table counts (once) as low when its lm_head
+    does; embedding lookups and norms are not quantized here, so they count as high. Attention
+    matmuls (``qk``, ``av``) hold no parameters: they appear in :func:`flop_ratio` only.
     """
-    m = assigned[assigned["role"].isin(MATMUL_ROLES)]
-    params = m["params"] * m["repeat"] * np.maximum(m["row_experts"], 1)
-    low = np.array([not parse_format(f).is_high_precision for f in m["weight_fmt"]])
+    inst = (assigned["repeat"] * np.maximum(assigned["row_experts"], 1)).to_numpy()
+    params = assigned["params"].to_numpy() * inst
     total = params.sum()
-    return float(params[low].sum() / total) if total else 0.0
+    low = np.array([r in MATMUL_ROLES and not parse_format(f).is_high_precision
+                    for r, f in zip(assigned["role"], assigned["weight_fmt"])])
+    tied_head = (assigned["role"] == "lm_head").to_numpy() & (assigned["params"] == 0).to_numpy()
+    low_params = params[low].sum() + (assigned["w_elems"].to_numpy() * inst)[low & tied_head].sum()
+    return float(low_params / total) if total else 0.0
 
 
 def flop_ratio(assigned: pd.DataFrame, flops: np.ndarray) -> float:

@@ -3,8 +3,9 @@
 A :class:`SearchSpace` has *units* that are low or high precision together: each matmul op
 (``matmul`` granularity, the attention ``qk``/``av`` included) or each decoder layer (``layer``).
 A mask over the units is a precision map (low units get ``low`` formats, everything else ``high``)
-with Q_r = low-precision parameters / all matmul parameters (:func:`quant.precision.quant_ratio`;
-lm_head and routers stay high). Searchers, one interface (:data:`SEARCHERS`):
+with Q_r = low-precision parameters / all parameters of the model, as seed 000 defines it
+(:func:`quant.precision.quant_ratio`: embeddings and norms count in the total and stay high, the
+lm_head is a unit of its own, routers stay high). Searchers, one interface (:data:`SEARCHERS`):
 
 * ``random`` — seed 000: each trial draws a random order of the parameter-carrying units and fills
   them up to the target (parameter-free ``qk``/``av`` units are low with probability Q_r);
@@ -35,7 +36,7 @@ from mpqsim import InputError
 from mpqsim.journal import Journal as _Journal
 from quant.formats import Format
 from quant.precision import OpFormats, PrecisionMap
-from workloads.optable import op_names
+from workloads.optable import op_names, total_params
 
 GRANULARITIES = ("matmul", "layer")
 
@@ -58,23 +59,27 @@ class SearchSpace:
             raise InputError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
         params: dict[str, float] = {}
         layer_of: dict[str, int] = {}
-        total = 0.0
+        heads: list[str] = []
+        total = total_params(table)  # seed 000: Q_r is relative to all parameters of the model
         for row in table.itertuples():
-            if row.role not in ("linear", "attention", "lm_head", "router", "expert"):
+            if row.role not in ("linear", "attention", "lm_head"):
                 continue
             names = op_names(table.loc[[row.Index]], roles=(row.role,))
-            total += row.params * len(names)
-            if row.role in ("linear", "attention"):
-                for n, i in zip(names, [i for i in row.layers for _ in (row.expert_ids or (None,))]):
-                    params[n] = float(row.params)
-                    layer_of[n] = i
+            if row.role == "lm_head":  # a unit of its own; a tied table's parameters count once, here
+                for n in names:
+                    params[n] = float(row.params or row.w_elems)
+                    heads.append(n)
+                continue
+            for n, i in zip(names, [i for i in row.layers for _ in (row.expert_ids or (None,))]):
+                params[n] = float(row.params)
+                layer_of[n] = i
         if granularity == "matmul":
             units = [(n,) for n in params]
         else:
             by_layer: dict[int, list[str]] = {}
             for n, i in layer_of.items():
                 by_layer.setdefault(i, []).append(n)
-            units = [tuple(v) for _, v in sorted(by_layer.items())]
+            units = [tuple(v) for _, v in sorted(by_layer.items())] + [(n,) for n in heads]
         up = np.array([sum(params[n] for n in u) for u in units])
         return cls(granularity, units, up, total, low, high, kv)
 

@@ -17,7 +17,7 @@ from quant.fakequant import FakeQuantizer  # noqa: E402
 from quant.formats import parse_format  # noqa: E402
 from quant.precision import OpFormats, PrecisionMap, assign_formats, preset_map, quant_ratio  # noqa: E402
 from quant.search import SearchSpace, run_search, uniform_map  # noqa: E402
-from workloads.optable import op_names, total_params  # noqa: E402
+from workloads.optable import build_optable, op_names, total_params  # noqa: E402
 
 BASE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
             vocab_size=128, max_position_embeddings=128)
@@ -115,19 +115,36 @@ def test_search_maps_have_the_claimed_qr(granularity):
     fq = FakeQuantizer(m)
     low = OpFormats.of("mxint4_32", "mxint4_32")
     space = SearchSpace.build(fq.table, granularity, low, OpFormats.of("bf16", "bf16"), parse_format("bf16"))
-    assert len(space.units) == (3 * 9 if granularity == "matmul" else 3)
+    assert len(space.units) == (3 * 9 + 1 if granularity == "matmul" else 3 + 1)  # + the lm_head unit
+    assert space.total_params == total_params(fq.table)  # seed 000: all parameters, embeddings too
     for target in (0.0, 0.3, 2 / 3, 1.0):
         mask = space.random_mask(target, np.random.default_rng(0))
         claimed = space.qr(mask)
         assert claimed == pytest.approx(quant_ratio(assign_formats(fq.table, space.to_map(mask))))
         step = space.unit_params.max() / space.total_params
-        reachable = min(target, space.unit_params.sum() / space.total_params)  # lm_head stays high
+        reachable = min(target, space.unit_params.sum() / space.total_params)  # embeddings and norms stay high
         assert abs(claimed - reachable) <= step / 2 + 1e-12
-    if granularity == "layer":  # one of 3 identical layers low; the untied lm_head counts in the total
-        mask = np.array([True, False, False])
-        head = 128 * 64  # untied lm_head stays high
+    if granularity == "layer":  # one of 3 identical layers low, out of every parameter of the model
+        mask = np.array([True, False, False, False])
         layer = space.unit_params[0]
-        assert space.qr(mask) == pytest.approx(layer / (3 * layer + head))
+        assert space.qr(mask) == pytest.approx(layer / total_params(fq.table))
+
+
+def test_qr_is_seed_000s_for_tied_and_untied_heads(llama7b):
+    """Q_r = low-precision parameters / all parameters: presets leave the lm_head (and embeddings) high, so
+    they are below 1; a tied table counts once, as low when its lm_head is."""
+    from workloads import load_model
+
+    t = assign_formats(build_optable(llama7b), preset_map("mxint4"))
+    linear = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+    assert quant_ratio(t) == pytest.approx(linear / 6_738_415_616)  # embed + lm_head (2 x 131M) + norms high
+    smol = load_model("smollm2-135m")  # tied embeddings: 28 % of the parameters
+    table = build_optable(smol)
+    head = PrecisionMap.from_json({"name": "h", "roles": {"linear": {"weight": "mxint4_32", "act": "bf16"},
+                                                          "lm_head": {"weight": "mxint4_32", "act": "bf16"}}})
+    q_lin = quant_ratio(assign_formats(table, preset_map("w4a16-mx")))
+    q_all = quant_ratio(assign_formats(table, head))
+    assert q_lin < 0.8 and q_all == pytest.approx(q_lin + smol.vocab * smol.hidden / total_params(table))
 
 
 class Interrupt(Exception):
