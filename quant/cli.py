@@ -68,7 +68,7 @@ def _eval_setup(args, cache_dir=None):
     _check_eval_args(args)
     text = read_text(args.text)
     model, tok, model_dir = load_causal_lm(args.model)
-    fq = FakeQuantizer(model, name=_model_label(args.model))
+    fq = FakeQuantizer(model, name=_model_label(args.model), emulate_high=args.emulate_high)
     windows = sample_windows(tok, text, args.windows, args.window_len, args.seed)
     n_tokens = len(tok(text, add_special_tokens=False).input_ids)
     overlap = len(windows) * args.window_len > n_tokens
@@ -78,7 +78,7 @@ def _eval_setup(args, cache_dir=None):
         return fq, Evaluator(fq, windows, batch_size=args.batch_size), tok, model_dir
     from quant.search import cached_value, model_fingerprint, tensor_key
 
-    key = tensor_key(model_fingerprint(fq.model), windows, args.batch_size)
+    key = tensor_key(model_fingerprint(fq.model), windows, args.batch_size, bool(args.emulate_high))
     ref = cached_value(Path(cache_dir) / "reference.json", key,
                        lambda: Evaluator(fq, windows, batch_size=args.batch_size).reference)
     return fq, Evaluator(fq, windows, batch_size=args.batch_size, reference=ref), tok, model_dir
@@ -159,7 +159,7 @@ def cmd_quant_search(args) -> int:
     calib = sample_windows(tok, read_text(args.calibration), 4, args.window_len, args.seed) \
         if args.searcher == "greedy" else None
     settings = resume_identity(model_fingerprint(fq.model), args.text, args.windows, args.window_len,
-                               args.weight_only, args.calibration)
+                               args.weight_only, args.calibration) | dict(emulate_high=bool(args.emulate_high))
     df = run_search(fq, ev, args.granularity, low, high, kv, ratios, args.searcher, args.trials, args.out,
                     settings, seed=args.seed, calibration=calib, progress_factory=_progress_bar)
     print(f"reference perplexity {ev.reference:.4f}; {df.attrs['new_evaluations']} new evaluations "
@@ -195,6 +195,9 @@ def register(sub) -> None:
         s.add_argument("--window-len", type=int, default=128, help="tokens per window (default 128)")
         s.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
         s.add_argument("--seed", type=int, default=0, help="seed of the window subsample (and of random search)")
+        s.add_argument("--emulate-high", action="store_true",
+                       help="run bf16/fp16 operands as true bf16/fp16 (casts) instead of the model's float32; the "
+                            "reference is then the bf16 model")
 
     s = qsub.add_parser("eval", help="perplexity of a precision map vs the unquantized model")
     eval_options(s)

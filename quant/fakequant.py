@@ -14,8 +14,10 @@ op table (so the names are the ones ``mpqsim latency --map`` prices):
   KV cache, K and V enter ``qk`` / ``av`` as stored (quantized once); an attention weight format
   other than the cache's (or a high one) is refused rather than quantizing them twice.
 
-High-precision formats (bf16/fp16/fp32) are not emulated: those operands run in the model's own
-dtype (float32 on the CPU), so a map with everything high leaves the logits unchanged bit for bit.
+High-precision formats (bf16/fp16/fp32) are not emulated by default: those operands run in the
+model's own dtype (float32 on the CPU), so a map with everything high leaves the logits unchanged
+bit for bit. With ``emulate_high=True`` bf16/fp16 operands are cast (IEEE round trip) like any
+other format: a true bf16 baseline, against which low-precision deltas are then measured.
 ``calls`` counts quantizer calls per (op, operand, format).
 """
 
@@ -37,8 +39,14 @@ ATTN_IMPL = "mpqsim"
 LINEAR_ROLES = ("linear", "lm_head", "router")
 
 
-def _active(f: Format | None) -> Format | None:
-    return None if f is None or f.is_high_precision else f
+def _active(f: Format | None, emulate_high: bool = False) -> Format | None:
+    """The format to emulate for an operand, or None to leave it in the model's dtype: low formats
+    always; bf16/fp16 too when ``emulate_high`` (fp32 never: it is the model's own dtype)."""
+    if f is None or f.name == "fp32":
+        return None
+    if f.is_high_precision and not emulate_high:
+        return None
+    return f
 
 
 def quantize_act(x: torch.Tensor, f: Format, axis: int = -1) -> torch.Tensor:
@@ -113,8 +121,9 @@ def _register_attention() -> None:
 class FakeQuantizer:
     """Apply precision maps to a transformers causal LM in place (see the module docstring)."""
 
-    def __init__(self, model, name: str = ""):
+    def __init__(self, model, name: str = "", emulate_high: bool = False):
         self.model = model
+        self.emulate_high = emulate_high  # run bf16/fp16 operands as true bf16/fp16 (casts), not float32
         cfg = model.config.to_dict()
         self.spec = spec_from_config(cfg, name or cfg.get("_name_or_path") or cfg.get("model_type", "model"),
                                      where="model config")
@@ -178,17 +187,17 @@ class FakeQuantizer:
         pmap.validate(self.op_names)
         for name, module in self.linear.items():
             f = pmap.formats_for(name, self.roles[name])
-            w = _active(f.weight)
+            w = _active(f.weight, self.emulate_high)
             module.weight = self._weight(name, w) if w is not None else self._orig[name]
-            a = _active(f.act)
+            a = _active(f.act, self.emulate_high)
             if a is None:
                 self._act.pop(name, None)
             else:
                 self._act[name] = a
-        kv = _active(pmap.kv_cache)
+        kv = _active(pmap.kv_cache, self.emulate_high)
         for path, module in self.attention.items():
             qk, av = pmap.formats_for(path + ".qk", "attention"), pmap.formats_for(path + ".av", "attention")
-            qk_w, av_w = _active(qk.weight), _active(av.weight)
+            qk_w, av_w = _active(qk.weight, self.emulate_high), _active(av.weight, self.emulate_high)
             if kv is not None:
                 # K and V are read from the KV cache, already in its format: quantized once, never twice
                 for op, w in ((".qk", qk_w), (".av", av_w)):
@@ -198,7 +207,8 @@ class FakeQuantizer:
                                          f"{kv.name} or a high-precision format")
                 qk_w = av_w = None
             module._mpq = dict(qk=path + ".qk", av=path + ".av", calls=self.calls, kv=kv, qk_w=qk_w,
-                               qk_act=_active(qk.act), av_w=av_w, av_act=_active(av.act))
+                               qk_act=_active(qk.act, self.emulate_high), av_w=av_w,
+                               av_act=_active(av.act, self.emulate_high))
 
     def reset(self) -> None:
         """Back to the unquantized model (the attention stays on the mpqsim eager function)."""

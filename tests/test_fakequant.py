@@ -370,3 +370,20 @@ def test_kv_cache_and_attention_operands_are_quantized_once():
     doc["roles"]["attention"] = {"weight": "mxint8_32", "act": "mxint4_32"}
     with pytest.raises(InputError, match="quantized twice"):
         fq.apply(PrecisionMap.from_json(doc))
+
+
+def test_true_bf16_high_precision_path():
+    m = tiny("llama")
+    ref = m(IDS).logits
+    fq = FakeQuantizer(m, emulate_high=True)
+    fq.apply(preset_map("bf16"))
+    out = m(IDS).logits
+    assert not torch.equal(out, ref) and torch.allclose(out, ref, rtol=0.05, atol=0.05)
+    w = m.get_submodule("model.layers.0.self_attn.q_proj").weight
+    assert torch.equal(w, w.bfloat16().float())  # the weight really is bf16
+    assert any(f == "bf16" for (_op, _operand, f) in fq.calls)  # activations cast too
+    fq.reset()  # the unquantized reference of an emulating quantizer is the bf16 model
+    assert torch.equal(m(IDS).logits, out)
+    plain = FakeQuantizer(tiny("llama"))
+    plain.apply(preset_map("bf16"))
+    assert torch.equal(plain.model(IDS).logits, ref)  # default: float32, bit for bit
