@@ -54,7 +54,9 @@ class SearchSpace:
     kv: Format
 
     @classmethod
-    def build(cls, table: pd.DataFrame, granularity: str, low: OpFormats, high: OpFormats, kv: Format) -> "SearchSpace":
+    def build(cls, table: pd.DataFrame, granularity: str, low: OpFormats, high: OpFormats, kv: Format,
+              attention: bool = True) -> "SearchSpace":
+        """``attention=False`` holds the parameter-free ``qk``/``av`` matmuls high (not search units)."""
         if granularity not in GRANULARITIES:
             raise InputError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
         params: dict[str, float] = {}
@@ -62,7 +64,7 @@ class SearchSpace:
         heads: list[str] = []
         total = total_params(table)  # seed 000: Q_r is relative to all parameters of the model
         for row in table.itertuples():
-            if row.role not in ("linear", "attention", "lm_head"):
+            if row.role not in ("linear", "attention", "lm_head") or (row.role == "attention" and not attention):
                 continue
             names = op_names(table.loc[[row.Index]], roles=(row.role,))
             if row.role == "lm_head":  # a unit of its own; a tied table's parameters count once, here

@@ -387,3 +387,15 @@ def test_true_bf16_high_precision_path():
     plain = FakeQuantizer(tiny("llama"))
     plain.apply(preset_map("bf16"))
     assert torch.equal(plain.model(IDS).logits, ref)  # default: float32, bit for bit
+
+
+def test_search_space_can_hold_attention_matmuls_high():
+    fq = FakeQuantizer(tiny("llama"))
+    low, high = OpFormats.of("mxint4_32", "mxint4_32"), OpFormats.of("bf16", "bf16")
+    with_attn = SearchSpace.build(fq.table, "matmul", low, high, parse_format("bf16"))
+    without = SearchSpace.build(fq.table, "matmul", low, high, parse_format("bf16"), attention=False)
+    assert len(with_attn.units) - len(without.units) == 3 * 2  # qk and av of 3 layers
+    assert not any(u[0].endswith((".qk", ".av")) for u in without.units)
+    mask = without.random_mask(0.5, np.random.default_rng(0))
+    ops = without.to_map(mask).ops
+    assert ops and not any(n.endswith((".qk", ".av")) for n in ops)
