@@ -1,1 +1,2 @@
-"""sim: the cost model (assign -> lower -> price, Numba), latency/memory summaries, the serving simulator and the latency/serve/demo verbs."""
+"""sim: the cost model (assign -> lower -> price, Numba), latency and memory summaries, the serving
+simulator, and the latency / serve / demo verbs."""

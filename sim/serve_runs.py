@@ -82,7 +82,9 @@ class RunJournal:
             self.records[key] = rec
             return
         if per_request is not None:
-            out = self.folder / "requests" / f"{_tag(row['precision'], row['qps'])}.csv"
+            # the key's hash keeps two maps of one name (a preset and a file) apart
+            tag = f"{_tag(row['precision'], row['qps'])}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+            out = self.folder / "requests" / f"{tag}.csv"
             out.parent.mkdir(exist_ok=True)
             tmp = out.with_suffix(".csv.tmp")
             per_request.to_csv(tmp, index=False)
