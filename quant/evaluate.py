@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from mpqsim import InputError
-from quant.fakequant import FakeQuantizer
+from quant.fakequant import FakeQuantizer, quantize_act
 from quant.precision import PrecisionMap
 from quant.quantize import quantize
 
@@ -99,53 +99,91 @@ def _db(noise: float) -> float:
     return -10 * math.log10(noise) if noise > 0 else math.inf
 
 
-@torch.no_grad()
 def op_sensitivity(fq: FakeQuantizer, windows: torch.Tensor, pmap: PrecisionMap, max_windows: int = 2) -> pd.DataFrame:
-    """Per matmul op: SQNR (dB) of its weight, its input activation and its output when that op
-    alone runs in its formats under ``pmap``, from one unquantized forward pass over (up to)
+    """Per matmul op (lm_head and the attention ``qk``/``av`` included): SQNR (dB) of its weight,
+    its input activation and its output when that op alone runs in its formats under ``pmap``, and
+    the loss that costs, from one unquantized forward and backward pass over (up to)
     ``max_windows`` windows.
 
-    ``noise`` = 1 / SQNR of the output (relative squared error), the searchers' sensitivity.
+    * ``noise`` = 1 / SQNR of the output (relative squared error);
+    * ``loss`` = the Fisher (second-order) estimate of the mean next-token NLL increase when that op
+      alone is quantized: ``0.5 * sum_t (g_t . dY_t)^2`` over the op's output rows ``t``, with ``g``
+      the gradient of the summed per-window mean NLL at the unquantized output and ``dY`` the output
+      error (the empirical-Fisher approximation used by Fisher/HAWQ-style mixed-precision methods).
+      Unlike ``noise`` it sees where an op sits: the lm_head's error goes straight into the logits,
+      a down projection's is damped by every later layer. The searchers' sensitivity.
     """
     captured: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: captured.__setitem__(n, args[0].detach()))
-             for n, m in fq.linear.items()]
+    grads: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        def hook(mod, args, out):
+            captured[name] = args[0].detach()
+            out.register_hook(lambda g: grads.__setitem__(name, g.detach()))
+        return hook
+
+    hooks = [m.register_forward_hook(keep(n)) for n, m in fq.linear.items() if fq.roles[n] != "router"]
     fq.reset()
     for m in fq.attention.values():
         m._mpq["capture"] = {}
+    batch = windows[:max_windows]
+    # gradients flow from the embedding output only: no parameter gradient is computed or left behind
+    frozen = [p for p in fq.model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    hooks.append(fq.model.get_input_embeddings().register_forward_hook(
+        lambda mod, args, out: out.detach().requires_grad_()))
     try:
-        fq.model(input_ids=windows[:max_windows])
+        with torch.enable_grad():
+            logits = fq.model(input_ids=batch).logits[:, :-1].float()
+            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                                                    reduction="none").view(len(batch), -1)
+            nll.mean(dim=1).sum().backward()  # each window's own mean NLL: its gradient is per window
     finally:
         for h in hooks:
             h.remove()
+        for p in frozen:
+            p.requires_grad_(True)
+
+    def fisher(g: torch.Tensor | None, dy: torch.Tensor) -> float:
+        if g is None:
+            return math.nan
+        dot = (g.double() * dy.double()).sum(dim=-1)  # one term per output row (token, head)
+        return 0.5 * float((dot ** 2).sum()) / len(batch)
+
     rows = []
-    for name, module in fq.linear.items():
-        if fq.roles[name] != "linear":
-            continue
-        low = pmap.formats_for(name, "linear")
-        x, w = captured[name], fq._orig[name].detach()
-        conv1d = type(module).__name__ == "Conv1D"
-        wq = quantize(w, low.weight, axis=0 if conv1d else -1) if not low.weight.is_high_precision else w
-        xq = quantize(x, low.act) if not low.act.is_high_precision else x
-        y = x @ w if conv1d else x @ w.T
-        yq = xq @ wq if conv1d else xq @ wq.T
-        noise = _rel_noise(y, yq)
-        rows.append(dict(op=name, params=w.numel(), weight_sqnr=_db(_rel_noise(w, wq)),
-                         act_sqnr=_db(_rel_noise(x, xq)), output_sqnr=_db(noise), noise=noise))
-    for path, module in fq.attention.items():
-        cap = module._mpq.pop("capture", {})
-        if not cap:
-            continue
-        q, k, p, v = cap["q"], cap["k"], cap["p"], cap["v"]
-        low = pmap.formats_for(path + ".qk", "attention")
-        qq = quantize(q, low.act) if not low.act.is_high_precision else q
-        kq = quantize(k, low.weight) if not low.weight.is_high_precision else k
-        pq = quantize(p, low.act) if not low.act.is_high_precision else p
-        vq = quantize(v, low.weight, axis=-2) if not low.weight.is_high_precision else v
-        for op, ref, approx, act, actq in ((".qk", q @ k.transpose(-1, -2), qq @ kq.transpose(-1, -2), q, qq),
-                                           (".av", p @ v, pq @ vq, p, pq)):
-            noise = _rel_noise(ref, approx)
-            wsrc, wq_ = (k, kq) if op == ".qk" else (v, vq)
-            rows.append(dict(op=path + op, params=0, weight_sqnr=_db(_rel_noise(wsrc, wq_)),
-                             act_sqnr=_db(_rel_noise(act, actq)), output_sqnr=_db(noise), noise=noise))
+    with torch.no_grad():
+        for name, module in fq.linear.items():
+            if name not in captured:
+                continue
+            low = pmap.formats_for(name, fq.roles[name])
+            x, w = captured[name], fq._orig[name].detach()
+            conv1d = type(module).__name__ == "Conv1D"
+            wq = quantize(w, low.weight, axis=0 if conv1d else -1) if not low.weight.is_high_precision else w
+            xq = quantize_act(x, low.act) if not low.act.is_high_precision else x
+            y = x @ w if conv1d else x @ w.T
+            yq = xq @ wq if conv1d else xq @ wq.T
+            noise = _rel_noise(y, yq)
+            rows.append(dict(op=name, params=w.numel(), weight_sqnr=_db(_rel_noise(w, wq)),
+                             act_sqnr=_db(_rel_noise(x, xq)), output_sqnr=_db(noise), noise=noise,
+                             loss=fisher(grads.get(name), yq - y)))
+        for path, module in fq.attention.items():
+            cap = module._mpq.pop("capture", {})
+            if not cap:
+                continue
+            q, k, p, v = cap["q"], cap["k"], cap["p"], cap["v"]
+            low = pmap.formats_for(path + ".qk", "attention")
+            qq = quantize_act(q, low.act) if not low.act.is_high_precision else q
+            kq = quantize_act(k, low.weight) if not low.weight.is_high_precision else k
+            pq = quantize_act(p, low.act) if not low.act.is_high_precision else p
+            vq = quantize_act(v, low.weight, axis=-2) if not low.weight.is_high_precision else v
+            scale = cap["scaling"]
+            for op, ref, approx, act, actq, g in (
+                    (".qk", q @ k.transpose(-1, -2) * scale, qq @ kq.transpose(-1, -2) * scale, q, qq, cap["g_scores"]),
+                    (".av", p @ v, pq @ vq, p, pq, cap["g_out"])):
+                noise = _rel_noise(ref, approx)
+                wsrc, wq_ = (k, kq) if op == ".qk" else (v, vq)
+                rows.append(dict(op=path + op, params=0, weight_sqnr=_db(_rel_noise(wsrc, wq_)),
+                                 act_sqnr=_db(_rel_noise(act, actq)), output_sqnr=_db(noise), noise=noise,
+                                 loss=fisher(g.get("g"), approx - ref)))
     return pd.DataFrame(rows)

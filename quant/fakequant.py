@@ -94,20 +94,34 @@ def fakequant_attention(module, query, key, value, attention_mask, scaling=None,
     n_rep = query.shape[1] // key.shape[1]
     key, value = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    capture = cfg.get("capture") if cfg is not None else None
+    capture = capture if capture is not None and not capture else None  # op_sensitivity: the first call only
+    if capture is not None:
+        capture.update(scaling=scaling, g_scores=_grad_slot(scores))
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     if attention_mask is not None:
         scores = scores + attention_mask[..., : key.shape[-2]]
     probs = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     probs = nn.functional.dropout(probs, p=dropout, training=module.training)
-    capture = cfg.get("capture") if cfg is not None else None
-    if capture is not None and not capture:  # op_sensitivity: keep the unquantized operands once
+    if capture is not None:  # the unquantized operands, and where the gradients of both outputs go
         capture.update(q=query.detach(), k=key.detach(), p=probs.detach(), v=value.detach())
     if cfg is not None and cfg["av_act"] is not None:
         probs = quantize_act(probs, cfg["av_act"])
         cfg["calls"][(cfg["av"], "act", cfg["av_act"].name)] += 1
-    out = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    out = torch.matmul(probs, value)
+    if capture is not None:
+        capture["g_out"] = _grad_slot(out)
+    out = out.transpose(1, 2).contiguous()
     return out, probs
+
+
+def _grad_slot(t: torch.Tensor) -> dict:
+    """A dict that receives ``t``'s gradient as ``"g"`` in a backward pass (empty without one)."""
+    slot: dict = {}
+    if t.requires_grad:
+        t.register_hook(lambda g: slot.__setitem__("g", g.detach()))
+    return slot
 
 
 def _register_attention() -> None:

@@ -9,11 +9,19 @@ lm_head is a unit of its own, routers stay high). Searchers, one interface (:dat
 
 * ``random`` — seed 000: each trial draws a random order of the parameter-carrying units and fills
   them up to the target (parameter-free ``qk``/``av`` units are low with probability Q_r);
-* ``greedy`` — sensitivity-guided: one unquantized forward pass measures each op's output noise
-  when it alone is low (:func:`quant.evaluate.op_sensitivity`); units are filled cheapest noise per
-  parameter first, then the remaining budget evaluates swaps (a low unit back to high, a high unit
-  down, Q_r kept within half a unit of the target) in order of predicted noise reduction, keeping a
-  swap only if perplexity improves.
+* ``greedy`` — sensitivity-guided: one unquantized forward and backward pass on calibration text
+  estimates each op's loss increase when it alone is low (the Fisher estimate ``loss`` of
+  :func:`quant.evaluate.op_sensitivity`: it sees where an op sits, so the lm_head, whose error goes
+  straight into the logits, is not mistaken for a cheap unit). Units are filled cheapest loss per
+  parameter first without overshooting the target by more than :attr:`SearchSpace.tolerance`
+  (a unit too large to fit is skipped, and a fill with it forced in is tried as well); the
+  remaining budget evaluates swaps (a low unit back to high, a high unit down, Q_r kept within the
+  tolerance) in order of predicted loss reduction, keeping a swap only if perplexity improves.
+
+Every record and result carries Q_r (parameters) and ``flop_ratio``, the FLOP-weighted ratio: matmul
+FLOPs of a prefill of the evaluation window (``tokens``) whose operands are low precision, over all
+matmul FLOPs (the attention ``qk``/``av`` matmuls included: they hold no parameters, so they move
+only this ratio).
 
 Every evaluation is journalled (JSON lines) under the output folder, keyed by the mask: a killed
 search re-run with the same settings replays its trials from the journal, evaluates only what is
@@ -36,7 +44,7 @@ from mpqsim import InputError
 from mpqsim.journal import Journal as _Journal
 from quant.formats import Format
 from quant.precision import OpFormats, PrecisionMap
-from workloads.optable import op_names, total_params
+from workloads.optable import MATMUL_ROLES, counts, op_names, total_params
 
 GRANULARITIES = ("matmul", "layer")
 
@@ -52,11 +60,15 @@ class SearchSpace:
     low: OpFormats
     high: OpFormats
     kv: Format
+    unit_flops: np.ndarray      # matmul FLOPs of each unit in a prefill of ``tokens`` tokens
+    total_flops: float          # all matmul FLOPs of that prefill (units or not)
+    tolerance: float            # how far a guided map's Q_r may lie from its target (largest non-head unit)
 
     @classmethod
     def build(cls, table: pd.DataFrame, granularity: str, low: OpFormats, high: OpFormats, kv: Format,
-              attention: bool = True) -> "SearchSpace":
-        """``attention=False`` holds the parameter-free ``qk``/``av`` matmuls high (not search units)."""
+              attention: bool = True, tokens: int = 128) -> "SearchSpace":
+        """``attention=False`` holds the parameter-free ``qk``/``av`` matmuls high (not search units);
+        ``tokens``: the prefill length the FLOP-weighted ratio is taken at (the evaluation window)."""
         if granularity not in GRANULARITIES:
             raise InputError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
         params: dict[str, float] = {}
@@ -83,17 +95,58 @@ class SearchSpace:
                 by_layer.setdefault(i, []).append(n)
             units = [tuple(v) for _, v in sorted(by_layer.items())] + [(n,) for n in heads]
         up = np.array([sum(params[n] for n in u) for u in units])
-        return cls(granularity, units, up, total, low, high, kv)
+        c = counts(table, 1, tokens, 0)
+        flops: dict[str, float] = {}
+        for j, row in enumerate(c.itertuples()):
+            if row.role in MATMUL_ROLES:
+                for n in op_names(c.iloc[[j]], roles=(row.role,)):
+                    flops[n] = float(row.flops) / max(row.row_experts, 1)
+        uf = np.array([sum(flops.get(n, 0.0) for n in u) for u in units])
+        share = up / total
+        body = [share[i] for i, u in enumerate(units) if not set(u) & set(heads)]
+        return cls(granularity, units, up, total, low, high, kv, uf, float(sum(flops.values())),
+                   float(max(body, default=share.max(initial=0.0))))
 
     def qr(self, mask: np.ndarray) -> float:
         return float(self.unit_params[mask].sum() / self.total_params)
+
+    def flop_ratio(self, mask: np.ndarray) -> float:
+        """Low-precision matmul FLOPs / all matmul FLOPs of the reference prefill."""
+        return float(self.unit_flops[mask].sum() / self.total_flops) if self.total_flops else 0.0
+
+    def guided_fills(self, order, target: float) -> list[np.ndarray]:
+        """Masks filled in ``order`` (parameter-carrying units) up to ``target`` without exceeding it
+        by more than :attr:`tolerance`: the plain fill (a unit too large to fit is skipped, so it may
+        end below the target, as random search's fills do when a large unit would overshoot), then one
+        fill per skipped large unit with that unit forced in first, kept if its Q_r lies within the
+        tolerance of the target."""
+        share = self.unit_params / self.total_params
+        order = [int(i) for i in order if share[i] > 0]
+
+        def fill(first):
+            mask, acc = np.zeros(len(self.units), bool), 0.0
+            for i in first + [i for i in order if i not in first]:
+                if acc + share[i] <= target + self.tolerance:
+                    mask[i] = True
+                    acc += share[i]
+            return mask
+
+        plain = fill([])
+        out = [plain]
+        for i in order:
+            if not plain[i] and share[i] > self.tolerance:
+                m = fill([i])
+                if abs(self.qr(m) - target) <= self.tolerance and not any((m == o).all() for o in out):
+                    out.append(m)
+        return out
 
     def to_map(self, mask: np.ndarray, name: str = "search") -> PrecisionMap:
         ops = {n: self.low for u, m in zip(self.units, mask) if m for n in u}
         return PrecisionMap(name=name, default=self.high, kv_cache=self.kv, ops=ops)
 
     def fill(self, order, target: float) -> np.ndarray:
-        """Take units in ``order`` while that brings Q_r closer to ``target`` (parameter-carrying only)."""
+        """Take units in ``order`` while that brings Q_r closer to ``target`` (parameter-carrying only):
+        seed 000's random-search fill."""
         mask = np.zeros(len(self.units), bool)
         acc = 0.0
         for i in order:
@@ -136,7 +189,7 @@ class Objective:
         if rec is None:
             t0 = time.perf_counter()
             res = self.evaluate(self.space.to_map(mask))
-            rec = dict(signature=sig, qr=self.space.qr(mask), seconds=time.perf_counter() - t0, **res, **tags)
+            rec = dict(signature=sig, qr=self.space.qr(mask), flop_ratio=self.space.flop_ratio(mask), seconds=time.perf_counter() - t0, **res, **tags)
             self.journal.add(rec)
             self.new_evaluations += 1
         return rec
@@ -169,37 +222,39 @@ def random_search(space: SearchSpace, target: float, objective: Objective, budge
 
 def greedy_search(space: SearchSpace, target: float, objective: Objective, budget: int, sensitivity: pd.DataFrame,
                   progress=None, **_) -> Result:
-    noise = dict(zip(sensitivity.op, sensitivity.noise))
-    unit_noise = np.array([sum(noise.get(n, 0.0) for n in u) for u in space.units])
-    with np.errstate(divide="ignore"):
-        cost = np.where(space.unit_params > 0, unit_noise / np.maximum(space.unit_params, 1), np.inf)
-    mask = space.fill(np.argsort(cost, kind="stable"), target)
-    best = objective(mask, searcher="greedy", target=target, trial=0)
-    history = [best["delta"]]
-    if progress:
-        progress(best["delta"])
-    tol = 0.5 * max(space.unit_params.max() / space.total_params, 1e-9)
-    tried: set[str] = {SearchSpace.signature(mask)}
-    evaluations = 1
-    while evaluations < budget:
-        move = _best_swap(space, mask, unit_noise, target, tol, tried)
-        if move is None:
-            break
-        tried.add(SearchSpace.signature(move))
-        rec = objective(move, searcher="greedy", target=target, trial=evaluations)
-        evaluations += 1
-        if rec["delta"] < best["delta"]:
-            best, mask = rec, move
+    if "loss" not in sensitivity:
+        raise InputError("the greedy searcher needs the loss column of quant.evaluate.op_sensitivity")
+    loss = dict(zip(sensitivity.op, sensitivity["loss"].fillna(0.0)))
+    unit_loss = np.array([sum(loss.get(n, 0.0) for n in u) for u in space.units])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = np.where(space.unit_params > 0, unit_loss / np.maximum(space.unit_params, 1), np.inf)
+    best, mask, history, tried = None, None, [], set()
+
+    def consider(m):
+        nonlocal best, mask
+        tried.add(SearchSpace.signature(m))
+        rec = objective(m, searcher="greedy", target=target, trial=len(history))
+        if best is None or rec["delta"] < best["delta"]:
+            best, mask = rec, m
         history.append(best["delta"])
         if progress:
             progress(best["delta"])
-    return Result("greedy", target, mask, best, evaluations, history)
+
+    for m in space.guided_fills(np.argsort(cost, kind="stable"), target)[:budget]:
+        consider(m)
+    while len(history) < budget:
+        move = _best_swap(space, mask, unit_loss, target, space.tolerance, tried)
+        if move is None:
+            break
+        consider(move)
+    return Result("greedy", target, mask, best, len(history), history)
 
 
 def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, target: float, tol: float,
                tried: set) -> np.ndarray | None:
     """The untried swap (one low unit back to high, one high unit down to low) that keeps Q_r within
-    ``tol`` of the target and promises the largest drop of the summed noise."""
+    ``tol`` of the target (or no further from it than ``mask``) and promises the largest drop of the
+    summed loss estimate."""
     lows = np.nonzero(mask & (space.unit_params > 0))[0]
     highs = np.nonzero(~mask & (space.unit_params > 0))[0]
     if not len(lows) or not len(highs):
@@ -207,7 +262,8 @@ def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, tar
     qr = space.qr(mask)
     dq = (space.unit_params[highs][None, :] - space.unit_params[lows][:, None]) / space.total_params
     gain = unit_noise[lows][:, None] - unit_noise[highs][None, :]
-    gain = np.where(np.abs(qr + dq - target) <= tol, gain, -np.inf)
+    # within ``tol`` of the target, or at least no further from it than the current map
+    gain = np.where(np.abs(qr + dq - target) <= max(tol, abs(qr - target) + 1e-12), gain, -np.inf)
     for flat in np.argsort(-gain, axis=None, kind="stable"):
         a, b = np.unravel_index(flat, gain.shape)
         if not np.isfinite(gain[a, b]):
@@ -223,8 +279,8 @@ SEARCHERS = {"random": random_search, "greedy": greedy_search}
 
 
 def uniform_map(f: OpFormats, name: str = "low") -> PrecisionMap:
-    """Every matmul (linear and attention) in ``f``: what the sensitivity analysis measures."""
-    return PrecisionMap(name=name, roles={"linear": f, "attention": f})
+    """Every matmul (linear, attention and the lm_head) in ``f``: what the sensitivity analysis measures."""
+    return PrecisionMap(name=name, roles={"linear": f, "attention": f, "lm_head": f})
 
 
 def model_fingerprint(model) -> str:
@@ -307,7 +363,7 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
     """
     check_search_args(granularity, ratios, searcher, budget)
     out = Path(out_dir)
-    space = SearchSpace.build(fq.table, granularity, low, high, kv)
+    space = SearchSpace.build(fq.table, granularity, low, high, kv, tokens=int(settings.get("window_len", 128)))
     # the trial budget is not part of the identity: a finished search can be grown with more trials
     journal = Journal(out / "journal.jsonl", dict(settings, granularity=granularity, low=low.to_json(),
                                                   high=high.to_json(), kv=kv.name, searcher=searcher, seed=seed))
@@ -320,7 +376,7 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
             raise InputError("the greedy searcher needs calibration windows from a text other than the evaluation "
                              "text (its sensitivity pass must not see the evaluation tokens)")
         windows = calibration
-        key = tensor_key(json.dumps(journal.settings, sort_keys=True), windows)
+        key = tensor_key("fisher-v2", json.dumps(journal.settings, sort_keys=True), windows)
         sensitivity = pd.DataFrame(cached_value(out / "sensitivity.json", key,
                                                 lambda: op_sensitivity(fq, windows, uniform_map(low)).to_dict("list")))
     rows = []
@@ -331,7 +387,7 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
             cb.close()
         pmap = space.to_map(res.best_mask, name=f"{searcher}-qr{target:g}")
         pmap.save(out / f"map_qr{target:g}.json")
-        rows.append(dict(target_qr=target, qr=res.best["qr"], ppl=res.best["ppl"], ref_ppl=res.best["ref_ppl"],
+        rows.append(dict(target_qr=target, qr=res.best["qr"], flop_ratio=space.flop_ratio(res.best_mask), ppl=res.best["ppl"], ref_ppl=res.best["ref_ppl"],
                          delta=res.best["delta"], evaluations=res.evaluations, searcher=searcher,
                          granularity=granularity, map=str(out / f"map_qr{target:g}.json")))
     df = pd.DataFrame(rows)

@@ -283,119 +283,70 @@ def test_smollm2_mxint4_everywhere_hurts_int8_weights_do_not(smollm2):
 def test_smollm2_sensitivity_table(smollm2):
     fq, ev = smollm2
     df = op_sensitivity(fq, ev.windows, uniform_map(OpFormats.of("mxint4_32", "mxint4_32")), max_windows=1)
-    assert len(df) == 30 * 9 and (df.output_sqnr > 0).all() and (df.weight_sqnr > 10).all()
-    assert set(op_names(fq.table, roles=("linear", "attention"))) == set(df.op)
+    assert len(df) == 30 * 9 + 1 and (df.output_sqnr > 0).all() and (df.weight_sqnr > 10).all()
+    assert set(op_names(fq.table, roles=("linear", "attention", "lm_head"))) == set(df.op)
+    assert (df["loss"] > 0).all() and np.isfinite(df["loss"]).all()
+    assert all(p.grad is None and p.requires_grad for p in fq.model.parameters())  # no gradient left behind
 
 
-def _search_cmd(out):
-    import sys
+def test_fisher_sensitivity_tracks_the_measured_loss_of_one_op(smollm2):
+    """The ``loss`` column (second-order Fisher estimate) against the real NLL increase of quantizing each
+    op alone on the same tokens: it ranks the ops better than output noise does, and it sees that the
+    lm_head is among the most expensive ops (output noise does not). It is an estimate: on SmolLM2 it
+    underestimates the measured increase ~25x and ranks loosely (benchmarks/search_efficiency.py
+    judges the searcher built on it)."""
+    import math
 
-    return [sys.executable, "-m", "mpqsim.cli", "quant", "search", "--model", "smollm2", "--ratio", "0.5,0.8",
-            "--trials", "4", "--windows", "2", "--window-len", "24", "--searcher", "random", "-o", str(out)]
+    from scipy.stats import spearmanr
 
+    from quant.evaluate import perplexity
 
-@pytest.fixture(scope="module")
-def search_ref(tmp_path_factory):
-    import subprocess
-
-    out = tmp_path_factory.mktemp("search") / "ref"
-    ref = subprocess.run(_search_cmd(out), capture_output=True, text=True, timeout=600)
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    return out
-
-
-@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
-def test_killed_search_process_resumes_to_the_same_result(tmp_path, search_ref, how):
-    """A real `mpqsim quant search` process killed mid-search (SmolLM2, tiny windows) loses no finished
-    evaluation and ends, when re-run, with the maps and table of an uninterrupted search."""
-    import signal
-    import subprocess
-    import time
-
-    cmd = _search_cmd
-    journal = tmp_path / "cut" / "journal.jsonl"
-    proc = subprocess.Popen(cmd(tmp_path / "cut"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    t0 = time.time()
-    while time.time() - t0 < 300:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 4:  # settings + 3 evaluations
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL if how == "kill -9" else signal.SIGINT)
-    proc.wait(timeout=60)
-    done = len([x for x in journal.read_text().splitlines()[1:] if x.endswith("}")])
-    assert 3 <= done < 8
-    again = subprocess.run(cmd(tmp_path / "cut"), capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert f"{8 - done} new evaluations" in again.stdout
-    a = pd.read_csv(search_ref / "results.csv").drop(columns=["map"])
-    b = pd.read_csv(tmp_path / "cut" / "results.csv").drop(columns=["map"])
-    pd.testing.assert_frame_equal(a, b)
-    for r in ("0.5", "0.8"):
-        assert json.loads((search_ref / f"map_qr{r}.json").read_text())["ops"] == \
-            json.loads((tmp_path / "cut" / f"map_qr{r}.json").read_text())["ops"]
+    fq, ev = smollm2
+    low = OpFormats.of("mxint4_32", "mxint4_32")
+    df = op_sensitivity(fq, ev.windows, uniform_map(low), max_windows=3)
+    df = df[df.op.str.contains(r"layers\.(?:0|11|29)\.|lm_head") & ~df.op.str.endswith((".qk", ".av"))]
+    ref = math.log(perplexity(fq.model, ev.windows))
+    measured = []
+    for op in df.op:
+        fq.apply(PrecisionMap(name="one", ops={op: low}))
+        measured.append(math.log(perplexity(fq.model, ev.windows)) - ref)
+        fq.reset()
+    measured = np.array(measured)
+    assert spearmanr(df["loss"], measured).correlation > spearmanr(df["noise"], measured).correlation + 0.1
+    head = (df.op == "lm_head").to_numpy()
+    assert measured[head][0] == measured.max()
+    assert (df["loss"] > df["loss"][head].iloc[0]).sum() <= 1  # top two by the estimate
+    assert (df["noise"] > df["noise"][head].iloc[0]).sum() >= 3  # output noise misses it
 
 
-@pytest.mark.parametrize("preset", ["w8a8", "fp8", "fp8-kv8", "w4a8", "fp4", "mxint4"])
-def test_perplexity_does_not_depend_on_the_evaluation_batch(preset):
-    """Per-tensor activation scales are taken per sequence, so batching windows changes nothing
-    (it moved w8a8 on SmolLM2 from +92.9 % at batch 1 to +131.8 % at batch 8 before)."""
-    m = tiny("llama")
-    fq = FakeQuantizer(m)
-    windows = torch.randint(0, 128, (6, 32), generator=torch.Generator().manual_seed(4))
-    ppl = {b: Evaluator(fq, windows, batch_size=b)(preset_map(preset))["ppl"] for b in (1, 3, 6)}
-    assert ppl[1] == pytest.approx(ppl[3], rel=1e-5) and ppl[1] == pytest.approx(ppl[6], rel=1e-5), ppl
-
-
-def test_greedy_search_never_calibrates_on_the_evaluation_text(tmp_path):
-    m = tiny("llama")
-    fq = FakeQuantizer(m)
-    ev = Evaluator(fq, torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(5)))
-    with pytest.raises(InputError, match="calibration windows from a text other than the evaluation"):
-        run_search(fq, ev, "matmul", OpFormats.of("mxint4_32", "mxint4_32"), OpFormats.of("bf16", "bf16"),
-                   parse_format("bf16"), [0.5], "greedy", 2, tmp_path / "s", {"t": 1})
-
-
-def test_kv_cache_and_attention_operands_are_quantized_once():
-    m = tiny("llama")
-    fq = FakeQuantizer(m)
-    windows = torch.randint(0, 128, (2, 24), generator=torch.Generator().manual_seed(6))
-    ev = Evaluator(fq, windows)
-    mx = preset_map("mxint4")  # attention operands and KV cache both mxint4_32
-    doc = mx.to_json()
-    doc["roles"]["attention"] = {"weight": "bf16", "act": "mxint4_32"}  # K/V only through the cache
-    same = PrecisionMap.from_json(doc)
-    fq.calls.clear()
-    assert ev(mx)["ppl"] == ev(same)["ppl"]
-    assert not any(operand == "weight" and op.endswith((".qk", ".av")) for (op, operand, _f) in fq.calls)
-    doc["roles"]["attention"] = {"weight": "mxint8_32", "act": "mxint4_32"}
-    with pytest.raises(InputError, match="quantized twice"):
-        fq.apply(PrecisionMap.from_json(doc))
-
-
-def test_true_bf16_high_precision_path():
-    m = tiny("llama")
-    ref = m(IDS).logits
-    fq = FakeQuantizer(m, emulate_high=True)
-    fq.apply(preset_map("bf16"))
-    out = m(IDS).logits
-    assert not torch.equal(out, ref) and torch.allclose(out, ref, rtol=0.05, atol=0.05)
-    w = m.get_submodule("model.layers.0.self_attn.q_proj").weight
-    assert torch.equal(w, w.bfloat16().float())  # the weight really is bf16
-    assert any(f == "bf16" for (_op, _operand, f) in fq.calls)  # activations cast too
-    fq.reset()  # the unquantized reference of an emulating quantizer is the bf16 model
-    assert torch.equal(m(IDS).logits, out)
-    plain = FakeQuantizer(tiny("llama"))
-    plain.apply(preset_map("bf16"))
-    assert torch.equal(plain.model(IDS).logits, ref)  # default: float32, bit for bit
-
-
-def test_search_space_can_hold_attention_matmuls_high():
+def test_guided_fills_stay_near_the_target_and_report_the_flop_ratio():
     fq = FakeQuantizer(tiny("llama"))
     low, high = OpFormats.of("mxint4_32", "mxint4_32"), OpFormats.of("bf16", "bf16")
-    with_attn = SearchSpace.build(fq.table, "matmul", low, high, parse_format("bf16"))
-    without = SearchSpace.build(fq.table, "matmul", low, high, parse_format("bf16"), attention=False)
-    assert len(with_attn.units) - len(without.units) == 3 * 2  # qk and av of 3 layers
-    assert not any(u[0].endswith((".qk", ".av")) for u in without.units)
-    mask = without.random_mask(0.5, np.random.default_rng(0))
-    ops = without.to_map(mask).ops
-    assert ops and not any(n.endswith((".qk", ".av")) for n in ops)
+    space = SearchSpace.build(fq.table, "matmul", low, high, parse_format("bf16"), attention=False, tokens=24)
+    head = [i for i, u in enumerate(space.units) if u == ("lm_head",)][0]
+    share = space.unit_params / space.total_params
+    assert space.tolerance == pytest.approx(np.delete(share, head).max())
+    order = np.argsort(-share)  # largest first: the lm_head goes in first if it fits
+    for target in (0.1, 0.5, 0.8):
+        fills = space.guided_fills(order, target)
+        assert fills and all(space.qr(m) <= target + space.tolerance + 1e-12 for m in fills)
+        assert all(abs(space.qr(m) - target) <= space.tolerance + 1e-12 for m in fills[1:])
+    everything = np.ones(len(space.units), bool)
+    # attention held high: all units low is less than all matmul FLOPs; nothing low is none
+    assert 0 < space.flop_ratio(everything) < 1 and space.flop_ratio(~everything) == 0
+    pmap = space.to_map(everything)
+    from quant.precision import map_summary
+
+    assert space.flop_ratio(everything) == pytest.approx(map_summary(fq.table, pmap, tokens=24)["flop_ratio"])
+
+
+def test_search_results_carry_both_ratios(tmp_path):
+    fq = FakeQuantizer(tiny("llama"))
+    windows = torch.randint(0, 128, (2, 24), generator=torch.Generator().manual_seed(2))
+    calib = torch.randint(0, 128, (2, 24), generator=torch.Generator().manual_seed(3))
+    df = run_search(fq, Evaluator(fq, windows), "matmul", OpFormats.of("mxint4_32", "mxint4_32"),
+                    OpFormats.of("bf16", "bf16"), parse_format("bf16"), [0.5], "greedy", 3, tmp_path,
+                    {"window_len": 24}, calibration=calib)
+    assert {"qr", "flop_ratio"} <= set(df.columns) and 0 < df.flop_ratio[0] < 1
+    recs = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()[1:]]
+    assert all("flop_ratio" in r for r in recs)
