@@ -3,6 +3,7 @@
 File schema (units are in the key names; GB and TB/s are decimal, 1e9 and 1e12)::
 
     name: h100-sxm
+    architecture: hopper          # optional: the kernel constants it shares (hwmodels/kernels.yaml)
     description: NVIDIA H100 SXM5 80GB
     sources:                      # key -> citation; every number names one of these keys
       NV-H100: NVIDIA H100 datasheet, https://...
@@ -94,6 +95,7 @@ class DeviceSpec:
     eff_compute_by_unit: dict = field(default_factory=dict)  # unit -> fraction, where measured
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     path: str = ""
+    architecture: str = "generic"  # whose GEMM kernel constants it uses (hwmodels/kernels.yaml)
 
     def peak(self, kind: str) -> float:
         return self.units[kind].peak_flops if kind in self.units else 0.0
@@ -203,7 +205,7 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         tdp_w=val["tdp_w"], idle_w=val["idle_w"], launch_s=val["launch_overhead_us"] * 1e-6,
         launch_eager_s=val["launch_overhead_eager_us"] * 1e-6, eff_compute=e["compute"], eff_compute_by_unit=by_unit,
         eff_m_min=e["compute_m_min"], eff_memory=e["memory"], eff_vector=e["vector"],
-        sources=dict(sources), path=where)
+        sources=dict(sources), path=where, architecture=_architecture(doc, where))
     unknown = set(doc) - set(_TOP_LEVEL)
     if unknown:
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(_TOP_LEVEL)}")
@@ -219,7 +221,16 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
     return spec
 
 
-_TOP_LEVEL = ("name", "description", "sources", *_SCALARS, "peak_tflops", "efficiency")
+def _architecture(doc: dict, where: str) -> str:
+    from hwmodels.kernels import ARCHITECTURES
+
+    a = doc.get("architecture", "generic")
+    if a not in ARCHITECTURES:
+        raise InputError(f"{where}: unknown architecture {a!r}; {choices_hint(ARCHITECTURES)}")
+    return str(a)
+
+
+_TOP_LEVEL = ("name", "architecture", "description", "sources", *_SCALARS, "peak_tflops", "efficiency")
 
 
 def override_keys() -> list[str]:

@@ -222,6 +222,31 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+def cmd_gemm(args) -> int:
+    """One GEMM y[m x n] = x[m x k] . W[n x k]^T at several m: time, TFLOP/s, weight GB/s, speed-up vs bf16."""
+    from hwmodels.spec import load_device
+    from quant.formats import parse_format
+    from sim.gemm import price_gemm
+
+    dev = load_device(args.device, overrides(args.set))
+    m = ints(args.m, "-m")
+    if args.n <= 0 or args.k <= 0:
+        raise InputError(f"-n and -k must be > 0, got {args.n} and {args.k}")
+    parse_format(args.weight)
+    if args.act:
+        parse_format(args.act)
+    g = price_gemm(dev, m, args.n, args.k, args.weight, args.act, kernel=args.kernel)
+    ref = price_gemm(dev, m, args.n, args.k, "bf16")
+    df = pd.DataFrame(dict(m=g.m.astype(int), time_us=g.time_s * 1e6, tflops=g.tflops, weight_gbps=g.weight_gbps,
+                           speedup_vs_bf16=ref.time_s / g.time_s, bound=g.bound))
+    cal = "calibrated" if g.calibrated else "UNCALIBRATED (estimated or transferred constants)"
+    print(f"{dev.name} ({dev.architecture}): {args.n} x {args.k} weights {g.weight_fmt}, activations {g.act_fmt}; "
+          f"kernel {g.kernel} on the {g.unit} unit, {cal}; bf16 reference kernel {ref.kernel}")
+    show(df, floatfmt="{:,.2f}")
+    write_csv(df, args.csv)
+    return 0
+
+
 def register(sub) -> None:
     def model_device_precision(s, devices="device name(s), comma-separated, or a YAML path"):
         s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
@@ -275,6 +300,20 @@ def register(sub) -> None:
     s.add_argument("-o", "--out", help="study folder: every finished simulation is journalled there as it completes; "
                                        "re-run the same command to resume after an interruption")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("gemm", help="price one GEMM at several m: time, TFLOP/s, GB/s, speed-up vs bf16, kernel",
+                       description="y[m x n] = x[m x k] . W[n x k]^T with the kernel-aware GEMM model.")
+    s.add_argument("-d", "--device", required=True, help="device name or a YAML path")
+    s.add_argument("-m", required=True, help="rows (tokens), comma-separated, e.g. 1,16,256,4096")
+    s.add_argument("-n", type=int, required=True, help="output features (weight rows)")
+    s.add_argument("-k", type=int, required=True, help="reduction depth (weight columns)")
+    s.add_argument("-w", "--weight", default="bf16", help="weight format (default bf16), e.g. int4_g128, fp8_e4m3")
+    s.add_argument("-a", "--act", default=None, help="activation format (default: the weight's if 16-bit, else bf16)")
+    s.add_argument("--kernel", default=None, help="GEMM kernel (default: the device's for the formats); one of "
+                                                  "cublas, cublas_rowwise, upcast, tinygemm, marlin, trt_weight_only")
+    s.add_argument("--set", action="append", metavar="KEY=NUMBER", help="override a device number")
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd_gemm)
 
     s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")
     s.add_argument("-o", "--out", default="mpqsim-demo", help="folder for the demo's CSV files")

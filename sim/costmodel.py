@@ -5,17 +5,22 @@ Three steps (docs/DESIGN.md): :func:`sim.assign.assign` (op table + precision ma
 configurations -> a :class:`CostTable`). For op j on device d at configuration c (batch, new
 tokens per sequence ``q``, cached ``past``), :func:`op_cost` gives::
 
-    time = max(flops * max(M, m_min) / M / rate,         # compute: achieved rate of the op's unit
-               bytes / bandwidth)                         # memory: achieved bandwidth
-           + launches * launch_s
+    time = max(flops * pad / rate,                        # compute: achieved rate of the op's unit
+               m * weight_elems / dequant_rate,           # (weight-only kernels dequantizing per row)
+               bytes / (bandwidth * stream))              # memory: achieved bandwidth of the kernel
+           + launches * (launch_s + fixed_s)
 
 Bytes are weights (stored format, scale overhead included) + input activations (the op's
 activation format) + outputs (the high-precision format) + attention scores where the lowered
 kernel materialises them + KV-cache reads and writes (the KV format); shapes and element counts
-come from :func:`workloads.optable.op_counts`, the same compiled code the op tables use. The
-``max(M, m_min)`` padding models GEMMs with fewer rows than the smallest tensor-core tile (a GEMV
-pays for a full tile of ``m_min`` rows); it is monotone, so time never falls as batch or context
-grow, and every efficiency is <= 1, so no op beats its roofline floor.
+come from :func:`workloads.optable.op_counts`, the same compiled code the op tables use. For a
+GEMM kernel (hwmodels/kernels.yaml: ``tile_n`` > 0) ``pad`` is tile and wave quantisation: the
+output is ``ceil(m / tile_m) x ceil(n / tile_n)`` tiles run in whole waves over the SMs (fewer
+tiles than SMs are split along k over all of them), so a GEMV pays for a full tile row and a GEMM
+one tile past a wave pays for a wave; for other kernels
+``pad = max(M, tile_m) / M`` (the smallest MMA tile). Both are monotone in m, so time never falls
+as batch or context grow. ``stream``, ``fixed_s``, ``compute`` (folded into ``rate``) and
+``dequant_rate`` are the kernel's constants on the device's architecture (fitted where measured).
 
 Inputs and outputs are the record layouts of :mod:`sim.fields`; the kernels are compiled by
 :func:`sim.jit.kernel`, whose file cache is keyed on the sources they inline.
@@ -23,6 +28,7 @@ Inputs and outputs are the record layouts of :mod:`sim.fields`; the kernels are 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -59,10 +65,18 @@ def op_cost(op, low, dev, batch, q, past):
     b_a = (cnt.in_elems + s_r) * op.abytes + (cnt.out_elems + s_w) * op.obytes
     b_kv = (cnt.kv_read + cnt.kv_write) * op.kvbytes
     m = cnt.m
-    pad = low.m_min / m if m < low.m_min else 1.0
+    if low.tile_n > 0.0 and m > 0.0 and cnt.n > 0.0:  # a GEMM kernel: whole tiles, in waves over the SMs
+        tiles = cnt.count * math.ceil(m / low.tile_m) * math.ceil(cnt.n / low.tile_n)
+        # fewer tiles than SMs: split-K spreads them over every SM; more: whole waves
+        slots = math.ceil(tiles / low.sms) * low.sms if tiles > low.sms else tiles
+        pad = slots * low.tile_m * low.tile_n / (cnt.count * m * cnt.n)
+    else:
+        pad = low.tile_m / m if m < low.tile_m else 1.0
     t_c = cnt.flops * pad / low.rate if cnt.flops > 0.0 else 0.0
-    t_m = (b_w + b_a + b_kv) / dev.bandwidth
-    t_l = low.launches * dev.launch_s
+    if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row
+        t_c = max(t_c, m * cnt.w_elems / low.dequant_rate)
+    t_m = (b_w + b_a + b_kv) / (dev.bandwidth * low.stream)
+    t_l = low.launches * (dev.launch_s + low.fixed_s)
     t = max(t_c, t_m) + t_l
     mem_bound = t_m >= t_c
     return Cost(time=t, t_compute=t_c, t_memory=t_m, t_launch=t_l, time_memory_bound=t if mem_bound else 0.0,

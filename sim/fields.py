@@ -50,7 +50,13 @@ LOWERED_FIELDS = {
     "kernel": "kernel code (index into sim.lowering.KERNELS)",
     "rate": "achieved FLOP/s of the unit on large shapes (peak x efficiency)",
     "peak": "dense peak FLOP/s of the unit (what utilisation is measured against)",
-    "m_min": "GEMM rows of the smallest MMA tile; fewer rows cost a full tile (0 = no padding)",
+    "tile_m": "GEMM rows of one tile: with tile_n > 0 rows are padded to whole tiles; else fewer rows "
+              "than tile_m cost a full tile (the smallest MMA tile; 0 = no padding)",
+    "tile_n": "GEMM columns of one SM's output tile (0 = no tile or wave quantisation: not a GEMM kernel)",
+    "sms": "SMs / CUs the tiles run on in waves",
+    "stream": "the kernel's streaming rate as a fraction of the device's achieved bandwidth",
+    "fixed_s": "fixed time per call beyond the launch, s (setup, scale epilogues, split-K reductions)",
+    "dequant_rate": "weight elements x rows dequantized per second on the compute path (0 = hidden)",
     "launches": "kernel launches per op instance (0 when fused into another op's kernel)",
     "materialise_scores": "1 if attention scores go through memory (unfused attention), else 0",
 }

@@ -20,16 +20,18 @@ and per-device parameters (:data:`sim.fields.DEVICE_FIELDS`):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwmodels.kernels import KERNEL_FAMILIES, check_choice, default_kernel, kernel_params
 from hwmodels.spec import UNIT_ACCEPTS, DeviceSpec
 from quant.formats import parse_format
 from sim.fields import DEVICE_DTYPE, LOWERED_DTYPE, records
-from workloads.optable import AV, EMBED, KIND_NAMES, QK, SOFTMAX, VECTOR
+from workloads.optable import AV, EMBED, EXPERT, KIND_NAMES, LINEAR, QK, SOFTMAX, VECTOR
 
 if TYPE_CHECKING:
     from sim.assign import AssignedModel
@@ -38,10 +40,10 @@ if TYPE_CHECKING:
 VECTOR_UNIT = "vector"
 UNIT_NAMES = (*UNIT_ACCEPTS, VECTOR_UNIT)
 
-#: Kernel kinds (code = position): name -> what it is.
+#: Kernel kinds (code = position): name -> what it is. The GEMM kernel families and their
+#: constants are data (hwmodels/kernels.yaml); the rest are the non-GEMM kernels.
 KERNELS = {
-    "gemm": "GEMM on a unit that takes both operand formats natively",
-    "dequant_gemm": "GEMM up-cast to the 16-bit unit: operands dequantized on the way (e.g. W4A16)",
+    **{k: v["doc"] for k, v in KERNEL_FAMILIES.items()},
     "flash_attention": "fused attention: qk, softmax and av in one kernel, scores stay on chip",
     "attention_gemm": "unfused attention matmul (batched GEMM); scores go through memory",
     "softmax": "unfused softmax over materialised scores",
@@ -77,8 +79,28 @@ def _native(device: DeviceSpec, unit: str, weight: str, act: str) -> bool:
     return bool(set(parse_format(weight).unit_keys) & acc and set(parse_format(act).unit_keys) & acc)
 
 
-def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool) -> tuple[str, str]:
-    """(compute unit, kernel) of one op row on ``device``."""
+def gemm_class(weight: str, act: str) -> str:
+    """The operand class a ``--kernel`` choice is keyed by: ``w{bits}a{bits}`` (element bits), e.g.
+    ``w4a16`` for int4_g128 weights and bf16 activations, ``w8a8`` for fp8 or int8 on both."""
+    return f"w{parse_format(weight).element_bits}a{parse_format(act).element_bits}"
+
+
+def gemm_runs(device: DeviceSpec, unit: str, weight: str, act: str) -> str:
+    """How a GEMM runs (a key of hwmodels/kernels.yaml ``defaults``): ``native`` (a unit takes both
+    formats, per-tensor or MX block scales), ``native_scaled`` (fp8/int8 with per-row/column or
+    group scales applied in the epilogue), ``weight_only`` (low weights, 16-bit activations: a
+    mixed-input kernel), ``upcast`` (both low, no unit for them: dequantized to the 16-bit unit)."""
+    w, a = parse_format(weight), parse_format(act)
+    if _native(device, unit, weight, act):
+        scaled = {w.granularity, a.granularity} & {"channel", "group"} and w.family not in ("mxint", "mxfp")
+        return "native_scaled" if scaled else "native"
+    return "weight_only" if a.is_high_precision and not w.is_high_precision else "upcast"
+
+
+def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool,
+                   choices=None) -> tuple[str, str]:
+    """(compute unit, kernel) of one op row on ``device``; ``choices`` maps a :func:`gemm_class`
+    (``w4a16``) to the GEMM kernel the user chose for it."""
     if kind in _ELEMENTWISE_KINDS:
         unit = VECTOR_UNIT
     else:
@@ -90,8 +112,29 @@ def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_a
     elif kind == VECTOR:
         kern = "elementwise"
     else:
-        kern = "gemm" if _native(device, unit, weight, act) else "dequant_gemm"
+        runs = gemm_runs(device, unit, weight, act)
+        kern = default_kernel(runs)
+        chosen = (choices or {}).get(gemm_class(weight, act))
+        if chosen is not None:
+            check_choice(chosen, runs, f"{gemm_class(weight, act)} ({weight} x {act}) on {device.name}")
+            kern = chosen
     return unit, kern
+
+
+def parse_kernel_choices(text: str | None) -> dict:
+    """``"w4a16=tinygemm,w8a8=cublas_rowwise"`` -> {"w4a16": "tinygemm", ...} (validated names)."""
+    from mpqsim import InputError
+
+    out = {}
+    for part in filter(None, (text or "").split(",")):
+        cls, sep, kern = part.strip().partition("=")
+        if not sep or not re.fullmatch(r"w\d+a\d+", cls.strip()):
+            raise InputError(f"--kernel {part!r}: expected CLASS=KERNEL, e.g. w4a16=tinygemm "
+                             f"(kernels: {', '.join(KERNEL_FAMILIES)})")
+        if kern.strip() not in KERNEL_FAMILIES:
+            raise InputError(f"--kernel {part!r}: unknown kernel {kern.strip()!r}; valid: {', '.join(KERNEL_FAMILIES)}")
+        out[cls.strip()] = kern.strip()
+    return out
 
 
 def _launches(kind: int, kernel: str) -> float:
@@ -113,6 +156,7 @@ class Lowered:
     device: np.ndarray
     eager: bool
     fused_attention: bool
+    kernel_choices: tuple = ()
 
     @property
     def ops(self) -> np.ndarray:
@@ -129,31 +173,34 @@ _MEMO: dict = {}
 _MEMO_SIZE = 512
 
 
-def lower(model: "AssignedModel", devices, eager: bool = False, fused_attention: bool = True) -> Lowered:
-    """Per-(device, op) and per-device parameters of ``model`` (an AssignedModel) on ``devices``.
+def lower(model: "AssignedModel", devices, eager: bool = False, fused_attention: bool = True,
+          kernels: dict | None = None) -> Lowered:
+    """Per-(device, op) and per-device parameters of ``model`` (an AssignedModel) on ``devices``;
+    ``kernels`` maps a GEMM class (``w4a16``) to a chosen kernel (else each device's default).
 
     Memoised on the model object (assigned models are immutable) and the devices' contents.
     """
     devices = tuple(devices)
-    key = (id(model), devices, bool(eager), bool(fused_attention))
+    choices = tuple(sorted((kernels or {}).items()))
+    key = (id(model), devices, bool(eager), bool(fused_attention), choices)
     hit = _MEMO.get(key)
     if hit is not None and hit.model is model:  # the entry holds the model, so its id is not reused
         return hit
-    low = _lower(model, devices, eager, fused_attention)
+    low = _lower(model, devices, eager, fused_attention, choices)
     if len(_MEMO) >= _MEMO_SIZE:
         _MEMO.pop(next(iter(_MEMO)))
     _MEMO[key] = low
     return low
 
 
-def _lower(model, devices: tuple, eager: bool, fused_attention: bool) -> Lowered:
+def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: tuple) -> Lowered:
     rows = model.op_formats
     per_op = np.zeros((len(devices), len(rows)), dtype=LOWERED_DTYPE)
     for d, dev in enumerate(devices):
         seen: dict[tuple, tuple] = {}  # ops of one kind and formats lower alike
         for j, r in enumerate(rows):
             if r not in seen:
-                seen[r] = _lower_op(dev, *r, fused_attention)
+                seen[r] = _lower_op(dev, *r, fused_attention, dict(choices))
             per_op[d][j] = seen[r]
     device = records(DEVICE_DTYPE,
                      bandwidth=[dev.bandwidth * dev.eff_memory for dev in devices],
@@ -161,20 +208,24 @@ def _lower(model, devices: tuple, eager: bool, fused_attention: bool) -> Lowered
                      tdp_w=[dev.tdp_w for dev in devices], idle_w=[dev.idle_w for dev in devices])
     for a in (per_op, device):
         a.setflags(write=False)
-    return Lowered(model, devices, per_op, device, eager, fused_attention)
+    return Lowered(model, devices, per_op, device, eager, fused_attention, choices)
 
 
-def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool) -> tuple:
+def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool, choices: dict) -> tuple:
     """One LOWERED_DTYPE record (as a tuple in field order) for an op of this kind and formats."""
-    unit, kern = op_unit_kernel(dev, kind, weight, act, fused_attention)
+    unit, kern = op_unit_kernel(dev, kind, weight, act, fused_attention, choices)
     vector = unit == VECTOR_UNIT
-    rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern),
-               rate=dev.vector_flops * dev.eff_vector if vector else dev.peak(unit) * dev.compute_efficiency(unit),
-               peak=dev.vector_flops if vector else dev.peak(unit),
-               m_min=0.0 if vector else dev.eff_m_min, launches=_launches(kind, kern),
-               materialise_scores=0.0 if kern == "flash_attention" else 1.0)
+    rate = dev.vector_flops * dev.eff_vector if vector else dev.peak(unit) * dev.compute_efficiency(unit)
+    rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern), rate=rate,
+               peak=dev.vector_flops if vector else dev.peak(unit), tile_m=0.0 if vector else dev.eff_m_min,
+               tile_n=0.0, sms=float(dev.compute_units), stream=1.0, fixed_s=0.0, dequant_rate=0.0,
+               launches=_launches(kind, kern), materialise_scores=0.0 if kern == "flash_attention" else 1.0)
+    if kind in (LINEAR, EXPERT):  # a GEMM kernel family: its constants on this architecture
+        kp = kernel_params(kern, dev.architecture)
+        rec.update(rate=rate * kp.compute, tile_m=kp.tile_m, tile_n=kp.tile_n, stream=kp.stream, fixed_s=kp.fixed_s,
+                   dequant_rate=kp.dequant * dev.vector_flops)
     return tuple(rec[f] for f in LOWERED_DTYPE.names)
 
 
-__all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES",
+__all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "gemm_class", "gemm_runs", "parse_kernel_choices", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES",
            "VECTOR_UNIT", "KIND_NAMES"]

@@ -42,7 +42,9 @@ def test_listing_commands(capsys):
 def test_demo(capsys, tmp_path):
     code, out, _ = run(capsys, "demo", "-o", str(tmp_path))
     assert code == 0 and "llama-3.1-70b" in out and "no fit" in out
-    assert len(pd.read_csv(tmp_path / "latency.csv")) == 2 * 10 * 5 * 3
+    from hwmodels.spec import bundled_devices
+
+    assert len(pd.read_csv(tmp_path / "latency.csv")) == 2 * len(bundled_devices()) * 5 * 3
 
 
 def test_map_and_device_override(capsys, tmp_path):

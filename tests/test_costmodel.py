@@ -22,7 +22,7 @@ def test_done_when_llama2_7b(llama7b, a100, h100):
     w4 = df[df.precision == "w4a16"].set_index(["device", "batch"])
     f16 = fp16.set_index(["device", "batch"])
     assert (w4.decode_ms < f16.decode_ms).all()
-    assert np.allclose(w4.prefill_ms, f16.prefill_ms, rtol=0.01)
+    assert (w4.prefill_ms >= 0.99 * f16.prefill_ms).all()  # compute-bound: a weight-only kernel is no faster
 
 
 def test_per_op_explains_the_totals(llama7b, h100):
@@ -44,14 +44,14 @@ def test_precision_rule_w4a16_mx_on_h100(llama7b, h100):
     units = dict(zip(model.names, lw.units(0)))
     kernels = dict(zip(model.names, lw.kernels(0)))
     assert units["model.layers.{i}.self_attn.q_proj"] == "bf16"  # up-cast: Hopper has no MXINT4 unit
-    assert kernels["model.layers.{i}.self_attn.q_proj"] == "dequant_gemm"
+    assert kernels["model.layers.{i}.self_attn.q_proj"] == "marlin"  # weight-only default
     t = model.table.set_index("name")
     j = model.names.index("model.layers.{i}.self_attn.q_proj")
     assert model.ops["wbytes"][j] == pytest.approx(4.25 / 8)  # reads 4.25-bit weights (4 + 8/32)
     det = price(lw, device=0, batch=1, q=1, past=1023, detail=True).detail
     assert det["bytes_w"][0, j] == pytest.approx(4096 * 4096 * 4.25 / 8)
     assert t.loc["lm_head", "weight_fmt"] == "bf16"
-    assert kernels["lm_head"] == "gemm" and kernels["model.layers.{i}.self_attn.qk"] == "flash_attention"
+    assert kernels["lm_head"] == "cublas" and kernels["model.layers.{i}.self_attn.qk"] == "flash_attention"
 
 
 @pytest.mark.parametrize("dev,w,a,unit", [

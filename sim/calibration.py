@@ -1,0 +1,124 @@
+"""Calibration of the GEMM kernel constants (hwmodels/kernels.yaml) against measured GEMMs, and
+their error on a split that no fit reads.
+
+Data (benchmarks/data/measured/, README there): H100 SXM GEMMs in six precisions
+(``h100_gemm_llama2_7b_shapes.csv``) and the fp16 projection GEMMs of Llama-2-7B on A100, H100 and
+A40 (``gpu_ops_llama2_7b_fp16.csv``). :func:`gemm_measurements` puts them in one table with the
+operand formats and kernel each row ran and its split:
+
+* **held out** (never fitted): the ``o_proj`` shape entirely (H100 six-precision data; the
+  ``attn_post_proj`` op in the per-op data), every fourth ``m``, and the A40 entirely (a device
+  of the Ampere family whose numbers no fit ever sees: the transfer error);
+* **calibration**: the rest of the H100 (Hopper constants) and A100 (Ampere constants) rows.
+
+:func:`fit` fits, per (architecture, kernel), the four continuous constants (``fixed_us``,
+``stream``, ``compute``, ``dequant`` for kernels that dequantize per row) by least squares on log
+time, for each tile shape of a small grid, and keeps the best calibration error. The constants
+stay physical: a stream or compute fraction never implies more than the datasheet peak.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hwmodels.kernels import kernel_params
+from hwmodels.spec import load_device
+from sim.gemm import price_gemm
+
+H, INTER = 4096, 11008
+H100_SHAPES = {"qkv_proj": (3 * H, H), "o_proj": (H, H), "gate_up_proj": (2 * INTER, H),
+               "down_proj": (H, INTER), "lm_head": (32000, H)}
+VIDUR_SHAPES = {"attn_pre_proj": (3 * H, H), "attn_post_proj": (H, H), "mlp_up_proj": (2 * INTER, H),
+                "mlp_down_proj": (H, INTER)}
+#: measured kind -> (weight format, activation format, kernel)
+KINDS = {"bf16": ("bf16", "bf16", "cublas"), "fp16": ("fp16", "fp16", "cublas"),
+         "fp8": ("fp8_e4m3", "fp8_e4m3", "cublas"), "fp8_rowwise": ("fp8_e4m3_chan", "fp8_e4m3_chan", "cublas_rowwise"),
+         "int8": ("int8_tens", "int8_tens", "cublas"), "w4a16": ("int4_g128", "bf16", "tinygemm")}
+GPU_DEVICE = {"h100": "h100-sxm", "a100": "a100-80gb", "a40": "a40"}
+HELD_OUT_SHAPES = ("o_proj", "attn_post_proj")
+HELD_OUT_DEVICES = ("a40",)
+TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256))
+
+
+def gemm_measurements(data_dir: Path) -> pd.DataFrame:
+    """Every measured GEMM: device, kind, op, m, n, k, formats, kernel, time_s, held_out."""
+    data_dir = Path(data_dir)
+    g = pd.read_csv(data_dir / "h100_gemm_llama2_7b_shapes.csv")
+    a = pd.DataFrame(dict(device="h100-sxm", kind=g.kind, op=g.op, m=g.m.astype(float), time_s=g.time_ms * 1e-3))
+    v = pd.read_csv(data_dir / "gpu_ops_llama2_7b_fp16.csv")
+    v = v[v.op.isin(list(VIDUR_SHAPES))]
+    b = pd.DataFrame(dict(device=v.gpu.map(GPU_DEVICE), kind="fp16", op=v.op, m=v.num_tokens.astype(float),
+                          time_s=v.time_ms_median * 1e-3))
+    b = b[b.device != "h100-sxm"]  # the six-precision H100 data covers the H100
+    df = pd.concat([a, b], ignore_index=True)
+    shapes = H100_SHAPES | VIDUR_SHAPES
+    df["n"] = [shapes[o][0] for o in df.op]
+    df["k"] = [shapes[o][1] for o in df.op]
+    df["weight_fmt"], df["act_fmt"], df["kernel"] = zip(*[KINDS[k] for k in df.kind])
+    df["architecture"] = [load_device(d).architecture for d in df.device]
+    rank = df.groupby(["device", "kind", "op"]).m.rank(method="dense").astype(int)
+    df["held_out"] = df.op.isin(HELD_OUT_SHAPES) | (rank % 4 == 0) | df.device.isin(HELD_OUT_DEVICES)
+    return df.reset_index(drop=True)
+
+
+def predict(df: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+    """Model time (s) of every row; ``params`` maps (architecture, kernel) -> KernelParams to use."""
+    df = df.reset_index(drop=True)
+    out = np.empty(len(df))
+    for (dev, kind, op, kern), g in df.groupby(["device", "kind", "op", "kernel"], sort=False):
+        d = load_device(dev)
+        p = (params or {}).get((d.architecture, kern))
+        c = price_gemm(d, g.m.to_numpy(), int(g.n.iloc[0]), int(g.k.iloc[0]), g.weight_fmt.iloc[0], g.act_fmt.iloc[0],
+                       kernel=kern, params=p)
+        out[g.index.to_numpy()] = c.time_s
+    return out
+
+
+def errors(df: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
+    return df.assign(predicted_s=pred, ratio=pred / df.time_s, abs_err_pct=100 * np.abs(pred / df.time_s - 1))
+
+
+def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
+    from scipy.optimize import least_squares
+
+    base = kernel_params(kern, arch)
+    devs = {d: load_device(d) for d in cal.device.unique()}
+    max_stream = min(1.0 / d.eff_memory for d in devs.values())
+    max_compute = min(1.0 / d.compute_efficiency(u) for d in devs.values() for u in ("bf16", "fp16"))
+    per_row = base.dequant > 0
+    best = None
+    for tm, tn in TILES:
+        def params(x):
+            return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2], dequant=x[3] if per_row else 0.0,
+                           tile_m=float(tm), tile_n=float(tn))
+
+        def resid(x):
+            return np.log(predict(cal, {(arch, kern): params(x)}) / cal.time_s.to_numpy())
+
+        x0 = [base.fixed_s * 1e6, min(base.stream, max_stream), min(base.compute, max_compute), base.dequant or 0.1]
+        lo, hi = [0.0, 0.2, 0.2, 1e-4], [100.0, max_stream, max_compute, 10.0]
+        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=[1.0, 0.1, 0.1, 0.1], diff_step=1e-3)
+        mape = float(np.mean(np.abs(np.exp(r.fun) - 1)) * 100)
+        if best is None or mape < best[0]:
+            best = (mape, params(r.x))
+    return best
+
+
+def fit(df: pd.DataFrame) -> dict:
+    """{(architecture, kernel): (calibration MAPE %, KernelParams)} fitted on the calibration rows."""
+    cal = df[~df.held_out].reset_index(drop=True)
+    return {(arch, kern): _fit_one(g, arch, kern) for (arch, kern), g in cal.groupby(["architecture", "kernel"])}
+
+
+def summarise(err: pd.DataFrame, by) -> pd.DataFrame:
+    g = err.groupby(by)
+    return pd.DataFrame(dict(n=g.size(), mape=g.abs_err_pct.mean(), median=g.abs_err_pct.median(),
+                             p90=g.abs_err_pct.quantile(0.9), pred_over_meas=g.ratio.median())).reset_index()
+
+
+__all__ = ["gemm_measurements", "predict", "errors", "fit", "summarise"]
