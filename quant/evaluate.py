@@ -90,6 +90,16 @@ class Evaluator:
         return dict(ppl=ppl, ref_ppl=self.reference, delta=(ppl - self.reference) / self.reference)
 
 
+def nn_embedding(ids: torch.Tensor, weight: torch.Tensor, module) -> torch.Tensor:
+    """``module``'s lookup with ``weight`` in place of its table (its own forward: offsets, scaling)."""
+    orig = module.weight
+    module.weight = torch.nn.Parameter(weight, requires_grad=False)
+    try:
+        return module(ids).detach()
+    finally:
+        module.weight = orig
+
+
 def _rel_noise(ref: torch.Tensor, approx: torch.Tensor) -> float:
     den = float((ref.double() ** 2).sum())
     return float(((ref.double() - approx.double()) ** 2).sum()) / den if den > 0 else 0.0
@@ -131,8 +141,22 @@ def op_sensitivity(fq: FakeQuantizer, windows: torch.Tensor, pmap: PrecisionMap,
     frozen = [p for p in fq.model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
-    hooks.append(fq.model.get_input_embeddings().register_forward_hook(
-        lambda mod, args, out: out.detach().requires_grad_()))
+    emb_in: dict[str, torch.Tensor] = {}
+
+    def leaf(name):  # an embedding's output becomes a leaf that records its gradient
+        def hook(mod, args, out):
+            out = out.detach().requires_grad_()
+            if name is not None:
+                emb_in[name] = args[0].detach()
+                out.register_hook(lambda g: grads.__setitem__(name, g.detach()))
+            return out
+        return hook
+
+    tok = fq.model.get_input_embeddings()
+    for name, module in fq.embeds.items():
+        hooks.append(module.register_forward_hook(leaf(name)))
+    if not any(m is tok for m in fq.embeds.values()):
+        hooks.append(tok.register_forward_hook(leaf(None)))
     try:
         with torch.enable_grad():
             logits = fq.model(input_ids=batch).logits[:, :-1].float()
@@ -167,6 +191,17 @@ def op_sensitivity(fq: FakeQuantizer, windows: torch.Tensor, pmap: PrecisionMap,
             rows.append(dict(op=name, params=w.numel(), weight_sqnr=_db(_rel_noise(w, wq)),
                              act_sqnr=_db(_rel_noise(x, xq)), output_sqnr=_db(noise), noise=noise,
                              loss=fisher(grads.get(name), yq - y)))
+        for name, module in fq.embeds.items():
+            if name not in emb_in:
+                continue
+            w = fq._orig[name].detach()
+            f = pmap.formats_for(name, "embed").weight
+            wq = quantize(w, f, axis=-1) if not f.is_high_precision else w
+            ids = emb_in[name]
+            y, yq = nn_embedding(ids, w, module), nn_embedding(ids, wq, module)
+            noise = _rel_noise(y, yq)
+            rows.append(dict(op=name, params=w.numel(), weight_sqnr=_db(_rel_noise(w, wq)), act_sqnr=math.inf,
+                             output_sqnr=_db(noise), noise=noise, loss=fisher(grads.get(name), yq - y)))
         for path, module in fq.attention.items():
             cap = module._mpq.pop("capture", {})
             if not cap:

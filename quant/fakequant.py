@@ -7,6 +7,9 @@ op table (so the names are the ones ``mpqsim latency --map`` prices):
   replaced by its quantize-dequantize (a new Parameter, so a tied embedding is untouched; cached per
   format), and a forward pre-hook quantizes the input activation along its last axis (per-tensor
   scales are taken per sequence: :func:`quantize_act`);
+* embedding tables (role ``embed``: token and learned position embeddings): weight-only, the table
+  replaced by its quantize-dequantize along the embedding width (rows looked up as stored; a tied
+  table's lookup and its lm_head are set independently);
 * the attention matmuls ``qk`` (weight = K, act = Q, blocked along head_dim) and ``av`` (weight = V
   blocked along the sequence, act = the probabilities blocked along the keys), inside an attention
   function registered with transformers as ``mpqsim`` (eager semantics: GQA, scaling, softcap, mask);
@@ -148,16 +151,21 @@ class FakeQuantizer:
         self.linear: dict[str, nn.Module] = {}
         self.roles: dict[str, str] = {}
         self.attention: dict[str, nn.Module] = {}
+        self.embeds: dict[str, nn.Module] = {}
         for row in self.table.itertuples():
-            if row.role in LINEAR_ROLES:
+            if row.role == "embed":
+                m = self._module(row.name)
+                if isinstance(m, nn.Embedding):
+                    self.embeds[row.name] = m
+            elif row.role in LINEAR_ROLES:
                 for n in op_names(self.table.loc[[row.Index]], roles=LINEAR_ROLES):
                     self.linear[n] = self._module(n)
                     self.roles[n] = row.role
             elif row.role == "attention" and row.name.endswith(".qk"):
                 for n in op_names(self.table.loc[[row.Index]], roles=("attention",)):
                     self.attention[n[: -len(".qk")]] = self._module(n[: -len(".qk")])
-        self.op_names = set(op_names(self.table))
-        self._orig = {n: m.weight for n, m in self.linear.items()}
+        self.op_names = set(op_names(self.table)) | set(self.embeds)  # (position tables a model computes are not ops)
+        self._orig = {n: m.weight for n, m in (self.linear | self.embeds).items()}
         self._wcache: dict[tuple[str, str], nn.Parameter] = {}
         self._act: dict[str, Format] = {}
         self._hooks = [m.register_forward_pre_hook(self._pre_hook(n)) for n, m in self.linear.items()]
@@ -189,7 +197,7 @@ class FakeQuantizer:
         key = (name, f.name)
         if key not in self._wcache:
             w = self._orig[name]
-            conv1d = type(self.linear[name]).__name__ == "Conv1D"  # GPT-2 stores (in, out)
+            conv1d = type(self.linear.get(name)).__name__ == "Conv1D"  # GPT-2 stores (in, out)
             with torch.no_grad():
                 q = quantize(w.detach(), f, axis=0 if conv1d else -1)
             self._wcache[key] = nn.Parameter(q, requires_grad=False)
@@ -208,6 +216,9 @@ class FakeQuantizer:
                 self._act.pop(name, None)
             else:
                 self._act[name] = a
+        for name, module in self.embeds.items():
+            w = _active(pmap.formats_for(name, "embed").weight, self.emulate_high)
+            module.weight = self._weight(name, w) if w is not None else self._orig[name]
         kv = _active(pmap.kv_cache, self.emulate_high)
         for path, module in self.attention.items():
             qk, av = pmap.formats_for(path + ".qk", "attention"), pmap.formats_for(path + ".av", "attention")

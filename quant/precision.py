@@ -1,8 +1,8 @@
 """Precision maps: which matmul runs in which number format, plus the KV-cache format.
 
 A map resolves the formats of an op from, in order: an explicit entry for its name (maps found by
-search), a rule for its role (``linear``, ``expert``, ``router``, ``attention``, ``lm_head``; used
-by the uniform presets), then ``default``. For the attention matmuls both operands are
+search), a rule for its role (``linear``, ``expert``, ``router``, ``attention``, ``lm_head``, and
+``embed`` for the embedding tables, weight-only; used by the uniform presets), then ``default``. For the attention matmuls both operands are
 activations: ``qk`` has weight = K and act = Q, ``av`` has weight = V and act = the probabilities.
 Element-wise ops run in the high-precision ``default`` activation format.
 
@@ -27,6 +27,9 @@ from mpqsim import InputError, choices_hint
 from quant.formats import Format, parse_format
 from workloads.optable import MATMUL_ROLES
 
+#: Roles a map may set: the matmuls, and ``embed`` (the embedding tables: weight-only, looked up in
+#: their stored format; a tied table's lookup follows its own entry, its Q_r share the lm_head's).
+MAP_ROLES = (*MATMUL_ROLES, "embed")
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,9 @@ class PrecisionMap:
             raise InputError(f"{where}: 'roles' must map role names to formats, e.g. "
                              f"{{\"linear\": {{\"weight\": \"mxint4_32\", \"act\": \"bf16\"}}}}; "
                              f"got a {type(roles).__name__}")
-        bad = set(roles) - set(MATMUL_ROLES)
+        bad = set(roles) - set(MAP_ROLES)
         if bad:
-            raise InputError(f"{where}: unknown role(s) {', '.join(sorted(bad))}; {choices_hint(MATMUL_ROLES)}")
+            raise InputError(f"{where}: unknown role(s) {', '.join(sorted(bad))}; {choices_hint(MAP_ROLES)}")
         ops = doc.get("ops", {}) or {}
         if not isinstance(ops, dict):
             raise InputError(f"{where}: 'ops' must map op names to formats")
@@ -211,14 +214,19 @@ def assign_formats(table: pd.DataFrame, pmap: PrecisionMap) -> pd.DataFrame:
 def assign_format_rows(rows, pmap: PrecisionMap) -> list[dict]:
     """:func:`assign_formats` on op-table rows (dicts): the rows with their formats, split as needed."""
     high = pmap.high
+
+    def formats(name, role):  # an embedding is weight-only: its output is in the high format
+        f = pmap.formats_for(name, role)
+        return OpFormats(f.weight, high) if role == "embed" else f
+
     out_rows = []
     for row in rows:
         role = row["role"]
-        if role not in MATMUL_ROLES:
+        if role not in MAP_ROLES:
             out_rows.append(dict(row, weight_fmt=high.name, act_fmt=high.name))
             continue
         if not pmap.ops:  # uniform map: no split needed
-            f = pmap.formats_for(row["name"], role)
+            f = formats(row["name"], role)
             out_rows.append(dict(row, weight_fmt=f.weight.name, act_fmt=f.act.name))
             continue
         layers = row["layers"] or (None,)
@@ -226,7 +234,7 @@ def assign_format_rows(rows, pmap: PrecisionMap) -> list[dict]:
         # per layer: the tuple of formats of its experts -> group identical layers
         by_layer: dict[tuple, list] = {}
         for i in layers:
-            sig = tuple(pmap.formats_for(row["name"].format(i=i, e=e), role) for e in experts)
+            sig = tuple(formats(row["name"].format(i=i, e=e), role) for e in experts)
             by_layer.setdefault(sig, []).append(i)
         for sig, lay in by_layer.items():
             by_fmt: dict[OpFormats, list] = {}
@@ -249,17 +257,21 @@ def quant_ratio(assigned: pd.DataFrame) -> float:
     """Q_r as seed 000 defines it: low-precision parameters / all parameters of the model.
 
     The denominator is every parameter (embeddings, norms, lm_head, experts: the model's size). A
-    parameter is low precision when the matmul that uses it runs with a low-precision weight format
-    (not bf16/fp16/fp32); a tied embedding / lm_head table counts (once) as low when its lm_head
-    does; embedding lookups and norms are not quantized here, so they count as high. Attention
+    parameter is low precision when the op that uses it runs with a low-precision weight format
+    (not bf16/fp16/fp32): a matmul, or an embedding table (role ``embed``, weight-only). A tied
+    embedding / lm_head table counts once, as low when its lm_head is (the lm_head needs the table
+    in its format; a low lookup of a high table stores nothing less). Norms stay high. Attention
     matmuls (``qk``, ``av``) hold no parameters: they appear in :func:`flop_ratio` only.
     """
     inst = (assigned["repeat"] * np.maximum(assigned["row_experts"], 1)).to_numpy()
     params = assigned["params"].to_numpy() * inst
     total = params.sum()
-    low = np.array([r in MATMUL_ROLES and not parse_format(f).is_high_precision
-                    for r, f in zip(assigned["role"], assigned["weight_fmt"])])
-    tied_head = (assigned["role"] == "lm_head").to_numpy() & (assigned["params"] == 0).to_numpy()
+    role = assigned["role"].to_numpy()
+    tied_head = (role == "lm_head") & (assigned["params"] == 0).to_numpy()
+    low = np.array([r in MAP_ROLES and not parse_format(f).is_high_precision
+                    for r, f in zip(role, assigned["weight_fmt"])])
+    if tied_head.any():  # the shared table is the first embedding (the token table)
+        low &= ~((role == "embed") & (np.cumsum(role == "embed") == 1))
     low_params = params[low].sum() + (assigned["w_elems"].to_numpy() * inst)[low & tied_head].sum()
     return float(low_params / total) if total else 0.0
 

@@ -1,7 +1,9 @@
 """Mixed-precision search for a target quantization ratio Q_r (seed 000's Equation 1).
 
 A :class:`SearchSpace` has *units* that are low or high precision together: each matmul op
-(``matmul`` granularity, the attention ``qk``/``av`` included) or each decoder layer (``layer``).
+(``matmul`` granularity, the attention ``qk``/``av`` included) or each decoder layer (``layer``);
+at both granularities the lm_head and each untied embedding table (weight-only) are units of
+their own (a tied table belongs to the lm_head's unit).
 A mask over the units is a precision map (low units get ``low`` formats, everything else ``high``)
 with Q_r = low-precision parameters / all parameters of the model, as seed 000 defines it
 (:func:`quant.precision.quant_ratio`: embeddings and norms count in the total and stay high, the
@@ -75,7 +77,13 @@ class SearchSpace:
         layer_of: dict[str, int] = {}
         heads: list[str] = []
         total = total_params(table)  # seed 000: Q_r is relative to all parameters of the model
+        tied = bool(((table.role == "lm_head") & (table.params == 0)).any())
         for row in table.itertuples():
+            if row.role == "embed":  # an untied table is a unit of its own (a tied one is the lm_head's)
+                if not tied or row.name != table[table.role == "embed"].name.iloc[0]:
+                    params[row.name] = float(row.params)
+                    heads.append(row.name)
+                continue
             if row.role not in ("linear", "attention", "lm_head") or (row.role == "attention" and not attention):
                 continue
             names = op_names(table.loc[[row.Index]], roles=(row.role,))
@@ -279,8 +287,9 @@ SEARCHERS = {"random": random_search, "greedy": greedy_search}
 
 
 def uniform_map(f: OpFormats, name: str = "low") -> PrecisionMap:
-    """Every matmul (linear, attention and the lm_head) in ``f``: what the sensitivity analysis measures."""
-    return PrecisionMap(name=name, roles={"linear": f, "attention": f, "lm_head": f})
+    """Every matmul (linear, attention, the lm_head) and embedding table in ``f`` (tables weight-only):
+    what the sensitivity analysis measures."""
+    return PrecisionMap(name=name, roles={"linear": f, "attention": f, "lm_head": f, "embed": f})
 
 
 def model_fingerprint(model) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from quant.formats import parse_format
-from quant.precision import PrecisionMap, assign_format_rows
+from quant.precision import MAP_ROLES, PrecisionMap, assign_format_rows
 from mpqsim import FrozenDict
 from sim.fields import FORMAT_FIELDS, OP_DTYPE
 from workloads.optable import AV, QK, model_rows, op_names, op_records
@@ -107,7 +107,7 @@ def assign_table(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None
 
 def _assign(rows, pmap: PrecisionMap, spec: ModelSpec | None, model_name: str) -> AssignedModel:
     if pmap.ops:  # only explicit entries can name an op the model lacks
-        pmap.validate(op_names(rows))
+        pmap.validate(op_names(rows, roles=MAP_ROLES))
     t = tuple(FrozenDict(r) for r in assign_format_rows(rows, pmap))
     ops = op_records(t, OP_DTYPE)
     for field, col in _FORMAT_COLUMN.items():

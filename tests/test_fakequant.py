@@ -56,7 +56,8 @@ def test_op_table_matches_the_model(model):
     m, fq = model
     unique = {id(p): p.numel() for p in m.parameters()}
     assert total_params(fq.table) == sum(unique.values())
-    assert set(fq.linear) | {p + s for p in fq.attention for s in (".qk", ".av")} == fq.op_names
+    assert set(fq.linear) | {p + s for p in fq.attention for s in (".qk", ".av")} | set(fq.embeds) == fq.op_names
+    assert fq.embeds and all(fq.table.set_index("name").role[n] == "embed" for n in fq.embeds)
 
 
 def test_everything_high_leaves_logits_unchanged(model):
@@ -82,6 +83,8 @@ def test_formats_land_where_the_map_says(model):
     m(IDS)
     for n, f in ops.items():
         for operand, fmt in (("weight", f.weight), ("act", f.act)):
+            if n in fq.embeds and operand == "act":
+                fmt = parse_format("bf16")  # a table lookup is weight-only: no activation operand
             got = {k[2]: v for k, v in fq.calls.items() if k[0] == n and k[1] == operand}
             if fmt.is_high_precision:
                 assert got == {}, (n, operand)
@@ -115,17 +118,18 @@ def test_search_maps_have_the_claimed_qr(granularity):
     fq = FakeQuantizer(m)
     low = OpFormats.of("mxint4_32", "mxint4_32")
     space = SearchSpace.build(fq.table, granularity, low, OpFormats.of("bf16", "bf16"), parse_format("bf16"))
-    assert len(space.units) == (3 * 9 + 1 if granularity == "matmul" else 3 + 1)  # + the lm_head unit
+    # + the lm_head and the (untied) token-embedding units
+    assert len(space.units) == (3 * 9 + 2 if granularity == "matmul" else 3 + 2)
     assert space.total_params == total_params(fq.table)  # seed 000: all parameters, embeddings too
     for target in (0.0, 0.3, 2 / 3, 1.0):
         mask = space.random_mask(target, np.random.default_rng(0))
         claimed = space.qr(mask)
         assert claimed == pytest.approx(quant_ratio(assign_formats(fq.table, space.to_map(mask))))
         step = space.unit_params.max() / space.total_params
-        reachable = min(target, space.unit_params.sum() / space.total_params)  # embeddings and norms stay high
+        reachable = min(target, space.unit_params.sum() / space.total_params)  # norms stay high
         assert abs(claimed - reachable) <= step / 2 + 1e-12
     if granularity == "layer":  # one of 3 identical layers low, out of every parameter of the model
-        mask = np.array([True, False, False, False])
+        mask = np.array([True, False, False, False, False])
         layer = space.unit_params[0]
         assert space.qr(mask) == pytest.approx(layer / total_params(fq.table))
 
@@ -283,8 +287,8 @@ def test_smollm2_mxint4_everywhere_hurts_int8_weights_do_not(smollm2):
 def test_smollm2_sensitivity_table(smollm2):
     fq, ev = smollm2
     df = op_sensitivity(fq, ev.windows, uniform_map(OpFormats.of("mxint4_32", "mxint4_32")), max_windows=1)
-    assert len(df) == 30 * 9 + 1 and (df.output_sqnr > 0).all() and (df.weight_sqnr > 10).all()
-    assert set(op_names(fq.table, roles=("linear", "attention", "lm_head"))) == set(df.op)
+    assert len(df) == 30 * 9 + 2 and (df.output_sqnr > 0).all() and (df.weight_sqnr > 10).all()
+    assert set(op_names(fq.table, roles=("linear", "attention", "lm_head", "embed"))) == set(df.op)
     assert (df["loss"] > 0).all() and np.isfinite(df["loss"]).all()
     assert all(p.grad is None and p.requires_grad for p in fq.model.parameters())  # no gradient left behind
 
@@ -350,3 +354,52 @@ def test_search_results_carry_both_ratios(tmp_path):
     assert {"qr", "flop_ratio"} <= set(df.columns) and 0 < df.flop_ratio[0] < 1
     recs = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()[1:]]
     assert all("flop_ratio" in r for r in recs)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_embedding_tables_are_weight_only_units(arch):
+    """An untied token table (llama here) and learned position tables (GPT-2's wpe) are search units
+    of their own; a tied token table is the lm_head's unit, counted once."""
+    m = tiny(arch)
+    fq = FakeQuantizer(m, arch)
+    low = OpFormats.of("mxint4_32", "mxint4_32")
+    space = SearchSpace.build(fq.table, "matmul", low, OpFormats.of("bf16", "bf16"), parse_format("bf16"))
+    emb = [u[0] for u in space.units if fq.table.set_index("name").role.get(u[0]) == "embed"]
+    assert emb == (["model.embed_tokens"] if arch == "llama" else ["transformer.wpe"])
+    i = [u[0] for u in space.units].index(emb[0])
+    mask = np.zeros(len(space.units), bool)
+    mask[i] = True
+    pmap = space.to_map(mask)
+    t = assign_formats(fq.table, pmap)
+    row = t[t.name == emb[0]].iloc[0]
+    assert row.weight_fmt == "mxint4_32" and row.act_fmt == "bf16"  # weight-only
+    assert space.qr(mask) == pytest.approx(quant_ratio(t)) and space.qr(mask) > 0
+    ref = m(IDS).logits
+    fq.apply(pmap)
+    assert not torch.equal(m(IDS).logits, ref)
+    fq.reset()
+    assert torch.equal(m(IDS).logits, ref)
+    df = op_sensitivity(fq, IDS, uniform_map(low)).set_index("op")
+    assert df.loc[emb[0], "loss"] > 0 and df.loc[emb[0], "weight_sqnr"] < 40
+    # the cost model reads the table in its stored format
+    from sim.costmodel import price
+    from sim.lowering import lower
+    from sim.assign import assign_table
+    from hwmodels.spec import load_device
+
+    dev = load_device("h100-sxm")
+    hi = price(lower(assign_table(fq.table, PrecisionMap(name="hi")), [dev]), device=0, batch=1.0, q=16.0,
+               past=0.0, detail=True)
+    lo = price(lower(assign_table(fq.table, pmap), [dev]), device=0, batch=1.0, q=16.0, past=0.0, detail=True)
+    assert lo["bytes_w"][0] < hi["bytes_w"][0]
+
+
+def test_a_tied_table_counts_once_and_only_with_its_lm_head():
+    fq = FakeQuantizer(tiny("gemma"))  # tied
+    low = OpFormats.of("int4_chan", "bf16")
+    total = total_params(fq.table)
+    table = fq.table.set_index("name")
+    head = float(table.loc["lm_head", "w_elems"])
+    only_lookup = quant_ratio(assign_formats(fq.table, PrecisionMap(name="e", roles={"embed": low})))
+    both = quant_ratio(assign_formats(fq.table, PrecisionMap(name="b", roles={"embed": low, "lm_head": low})))
+    assert only_lookup == 0 and both == pytest.approx(head / total)
