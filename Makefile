@@ -13,7 +13,7 @@ bench:  ## speed and fidelity measurements (recorded under benchmarks/results/)
 	$(PYTHON) benchmarks/golden_sweep.py check
 	$(PYTHON) benchmarks/costmodel_speed.py
 	$(PYTHON) benchmarks/api_speed.py
-	$(PYTHON) benchmarks/costmodel_fidelity.py
+	$(PYTHON) benchmarks/fidelity.py
 	$(PYTHON) benchmarks/quant_speed.py
 	$(PYTHON) benchmarks/serving_speed.py
 	$(PYTHON) benchmarks/search_efficiency.py

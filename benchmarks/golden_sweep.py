@@ -8,7 +8,8 @@ w4a16, mxint4, mxfp4) x both phases (prefill of 1024 tokens; one decode step at 
 Per (model, precision): the totals (time, activation peak) and every per-op term of the detail,
 each as a SHA-256 of its float64 bytes (bit-identical or not). Recorded in
 ``benchmarks/results/golden_sweep.json``; first recorded on the cost model of issue 2-5 before
-issue 13's refactoring (named records, lowering) and unchanged by it.
+issue 13's refactoring (named records, lowering) and unchanged by it; re-recorded by issue 16
+(kernel-aware, calibrated GEMM, element-wise and attention kernels), which moves numbers by design.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ exists; :func:`default_kernel` says which kernel runs an operand pairing (``nati
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -22,7 +22,7 @@ KERNEL_FAMILIES: dict[str, dict] = _DOC["kernels"]
 DEFAULTS: dict[str, str] = _DOC["defaults"]
 ARCHITECTURES: tuple[str, ...] = tuple(_DOC["constants"])
 RUNS = ("native", "native_scaled", "weight_only", "upcast")
-CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "compute", "dequant")
+CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "compute", "dequant")
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,12 @@ class KernelParams:
     fixed_s: float
     tile_m: float
     tile_n: float
+    split_k: float
     compute: float
     dequant: float
     calibrated: bool     # fitted on measurements of this architecture (else an estimate or transfer)
     source: str
+    relative: bool = False  # constants are fractions of the datasheet peaks (fitted, here or transferred)
 
 
 def _calibration(arch: str) -> dict:
@@ -48,19 +50,31 @@ def _calibration(arch: str) -> dict:
 
 @lru_cache(maxsize=None)
 def kernel_params(kernel: str, architecture: str) -> KernelParams:
+    """The constants of ``kernel`` on ``architecture``: fitted on it (``calibrated``), else fitted on
+    the first architecture of its ``transfer_from`` list (kernels.yaml) that has them (transferred:
+    fractions of the datasheet peaks, applied to this device's), else the estimates of kernels.yaml."""
     if kernel not in KERNEL_FAMILIES:
         raise InputError(f"unknown kernel {kernel!r}; {choices_hint(KERNEL_FAMILIES)}")
     c = dict(_DOC["constants"]["generic"][kernel])
     c.update(_DOC["constants"].get(architecture, {}).get(kernel, {}))
-    fitted = _calibration(architecture).get("constants", {}).get(kernel)
-    if fitted:
-        c.update({k: fitted[k] for k in CONSTANTS}, source=f"calibration/{architecture}.json")
+    fitted_on = next((a for a in (architecture, *_DOC["transfer_from"].get(architecture, ()))
+                      if _calibration(a).get("constants", {}).get(kernel)), None)
+    like = KERNEL_FAMILIES[kernel].get("like")
+    if fitted_on is None and like:  # never measured itself: priced as the kernel it is built like
+        return replace(kernel_params(like, architecture), kernel=kernel, calibrated=False,
+                       source=f"as {like}: {kernel_params(like, architecture).source}")
+    if fitted_on:
+        fitted = _calibration(fitted_on)["constants"][kernel]
+        c.update({k: fitted.get(k, c[k]) for k in CONSTANTS}, source=f"calibration/{fitted_on}.json")
     return KernelParams(kernel, architecture, float(c["stream"]), float(c["fixed_us"]) * 1e-6, float(c["tile_m"]),
-                        float(c["tile_n"]), float(c["compute"]), float(c["dequant"]), bool(fitted), str(c["source"]))
+                        float(c["tile_n"]), float(c["split_k"]), float(c["compute"]), float(c["dequant"]),
+                        fitted_on == architecture, str(c["source"]), relative=fitted_on is not None)
 
 
-def default_kernel(runs: str) -> str:
-    return DEFAULTS[runs]
+def default_kernel(runs: str, unit: str = "") -> str:
+    """The kernel that runs a GEMM of this kind (``runs``) on this unit unless the user chooses."""
+    d = DEFAULTS[runs]
+    return d.get(unit, d["other"]) if isinstance(d, dict) else d
 
 
 def check_choice(kernel: str, runs: str, what: str) -> None:

@@ -38,7 +38,7 @@ class AssignedModel:
     :data:`sim.fields.OP_DTYPE` record per row; ``weight_bytes`` is the stored weights (parameters
     in their weight format, biases in the output format); ``kv_coef`` / ``kv_window`` give, per
     attention row, the KV bytes per held token (all its layers) and its sliding window (0 = the
-    whole context); ``op_formats`` is (kind, weight format, activation format) per row.
+    whole context); ``op_formats`` is (kind, weight format, activation format, element-wise class) per row.
     """
 
     spec: ModelSpec | None
@@ -122,5 +122,5 @@ def _assign(rows, pmap: PrecisionMap, spec: ModelSpec | None, model_name: str) -
     kv_window = col("window").astype(float)[attn]
     for a in (ops, kv_coef, kv_window):
         a.setflags(write=False)
-    formats = tuple((r["kind"], r["weight_fmt"], r["act_fmt"]) for r in t)
+    formats = tuple((r["kind"], r["weight_fmt"], r["act_fmt"], r.get("ew", 0)) for r in t)
     return AssignedModel(spec, pmap, t, ops, weight_bytes, kv_coef, kv_window, formats, model_name)

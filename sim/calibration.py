@@ -37,12 +37,13 @@ VIDUR_SHAPES = {"attn_pre_proj": (3 * H, H), "attn_post_proj": (H, H), "mlp_up_p
                 "mlp_down_proj": (H, INTER)}
 #: measured kind -> (weight format, activation format, kernel)
 KINDS = {"bf16": ("bf16", "bf16", "cublas"), "fp16": ("fp16", "fp16", "cublas"),
-         "fp8": ("fp8_e4m3", "fp8_e4m3", "cublas"), "fp8_rowwise": ("fp8_e4m3_chan", "fp8_e4m3_chan", "cublas_rowwise"),
-         "int8": ("int8_tens", "int8_tens", "cublas"), "w4a16": ("int4_g128", "bf16", "tinygemm")}
+         "fp8": ("fp8_e4m3", "fp8_e4m3", "cublas_fp8"), "fp8_rowwise": ("fp8_e4m3_chan", "fp8_e4m3_chan", "cublas_rowwise"),
+         "int8": ("int8_tens", "int8_tens", "cublas_int8"), "w4a16": ("int4_g128", "bf16", "tinygemm")}
 GPU_DEVICE = {"h100": "h100-sxm", "a100": "a100-80gb", "a40": "a40"}
 HELD_OUT_SHAPES = ("o_proj", "attn_post_proj")
 HELD_OUT_DEVICES = ("a40",)
-TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256))
+TILES = ((64, 64), (64, 128), (128, 64), (128, 128))
+SPLIT_K = (1, 4, 16)
 
 
 def gemm_measurements(data_dir: Path) -> pd.DataFrame:
@@ -86,21 +87,19 @@ def errors(df: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
 def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
     from scipy.optimize import least_squares
 
-    base = kernel_params(kern, arch)
-    devs = {d: load_device(d) for d in cal.device.unique()}
-    max_stream = min(1.0 / d.eff_memory for d in devs.values())
-    max_compute = min(1.0 / d.compute_efficiency(u) for d in devs.values() for u in ("bf16", "fp16"))
+    base = replace(kernel_params(kern, arch), calibrated=True, relative=True)  # fractions of the datasheet peaks
+    max_stream = max_compute = 1.0
     per_row = base.dequant > 0
     best = None
-    for tm, tn in TILES:
+    for (tm, tn), sk in itertools.product(TILES, SPLIT_K):
         def params(x):
             return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2], dequant=x[3] if per_row else 0.0,
-                           tile_m=float(tm), tile_n=float(tn))
+                           tile_m=float(tm), tile_n=float(tn), split_k=float(sk))
 
         def resid(x):
             return np.log(predict(cal, {(arch, kern): params(x)}) / cal.time_s.to_numpy())
 
-        x0 = [base.fixed_s * 1e6, min(base.stream, max_stream), min(base.compute, max_compute), base.dequant or 0.1]
+        x0 = [base.fixed_s * 1e6, 0.8, 0.7, base.dequant or 0.1]
         lo, hi = [0.0, 0.2, 0.2, 1e-4], [100.0, max_stream, max_compute, 10.0]
         r = least_squares(resid, x0, bounds=(lo, hi), x_scale=[1.0, 0.1, 0.1, 0.1], diff_step=1e-3)
         mape = float(np.mean(np.abs(np.exp(r.fun) - 1)) * 100)
@@ -121,4 +120,109 @@ def summarise(err: pd.DataFrame, by) -> pd.DataFrame:
                              p90=g.abs_err_pct.quantile(0.9), pred_over_meas=g.ratio.median())).reset_index()
 
 
-__all__ = ["gemm_measurements", "predict", "errors", "fit", "summarise"]
+
+
+
+# ---------------------------------------------------------------- element-wise and attention kernels
+HEADS, HEAD_DIM = 32, 128
+_ATTN = dict(heads=HEADS, kv_heads=HEADS, head_dim=HEAD_DIM)
+
+
+def _vector(ew, fpt, ipt, opt, w=0):
+    from workloads.optable import EW_NAMES, VECTOR
+
+    return [dict(name="op", role="vector", kind=VECTOR, ew=EW_NAMES.index(ew), fpt=fpt, ipt=ipt, opt=opt, w_elems=w,
+                 params=w)]
+
+
+def _attention():
+    from workloads.optable import AV, QK, SOFTMAX
+
+    return [dict(name="qk", role="attention", kind=QK, **_ATTN), dict(name="softmax", role="vector", kind=SOFTMAX, **_ATTN),
+            dict(name="av", role="attention", kind=AV, **_ATTN)]
+
+
+#: Vidur's per-op measurements of a Llama-2-7B layer (one kernel each: vLLM's fused kernels) as op rows.
+VIDUR_OPS = {
+    "mlp_act": ("act", _vector("act", 5 * INTER, 2 * INTER, INTER)),
+    "input_layernorm": ("norm", _vector("norm", 4 * H, H, H, H)),
+    "post_attention_layernorm": ("norm", _vector("norm", 4 * H, H, H, H)),
+    "attn_rope": ("rotary", _vector("rotary", 3 * 2 * H, 2 * H, 2 * H)),
+    "add": ("pointwise", _vector("residual", H, 2 * H, H)),
+    "attn_decode": ("flash_attention", _attention()),
+    "attn_prefill": ("flash_attention", _attention()),
+}
+HELD_OUT_OPS = ("post_attention_layernorm",)
+
+
+def op_measurements(data_dir: Path) -> pd.DataFrame:
+    """Vidur's element-wise and attention kernel times: device, op, kernel, batch, q, past, time_s,
+    held_out (the post-attention norm, every fourth size, and the A40)."""
+    v = pd.read_csv(Path(data_dir) / "gpu_ops_llama2_7b_fp16.csv")
+    v = v[v.op.isin(list(VIDUR_OPS))].reset_index(drop=True)
+    dec, pre = v.op == "attn_decode", v.op == "attn_prefill"
+    df = pd.DataFrame(dict(
+        device=v.gpu.map(GPU_DEVICE), op=v.op, kernel=[VIDUR_OPS[o][0] for o in v.op],
+        batch=np.where(dec, v.batch_size, np.where(pre, 1, v.num_tokens)).astype(float),
+        q=np.where(pre, v.prefill_chunk_size, 1).astype(float),
+        past=np.where(dec | pre, v.kv_cache_size, 0).astype(float), time_s=v.time_ms_median * 1e-3))
+    df["past"] = np.where(dec, np.maximum(df.past - 1, 0), df.past)  # decode: the new token's context
+    df["architecture"] = [load_device(d).architecture for d in df.device]
+    rank = df.groupby(["device", "op"]).cumcount()
+    df["held_out"] = df.op.isin(HELD_OUT_OPS) | (rank % 4 == 3) | df.device.isin(HELD_OUT_DEVICES)
+    return df
+
+
+def predict_ops(df: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+    """Model kernel time (s, no launch: profiler kernel times) of every row of :func:`op_measurements`."""
+    from hwmodels.kernels import kernel_params
+    from quant.precision import preset_map
+    from sim.assign import assign_table
+    from sim.costmodel import price
+    from sim.lowering import KERNEL_NAMES, UNIT_NAMES, kernel_rate_stream, lower
+    from workloads.optable import table_from_rows
+
+    df = df.reset_index(drop=True)
+    out = np.empty(len(df))
+    fp16 = preset_map("fp16")
+    for (dev, op), g in df.groupby(["device", "op"], sort=False):
+        d = replace(load_device(dev), launch_s=0.0, launch_eager_s=0.0)
+        low = lower(assign_table(table_from_rows(VIDUR_OPS[op][1]), fp16), [d])
+        kern = VIDUR_OPS[op][0]
+        p = (params or {}).get((d.architecture, kern))
+        if p is not None:
+            per_op = low.per_op.copy()
+            for j in range(per_op.shape[1]):
+                r = per_op[0, j]
+                if KERNEL_NAMES[int(r["kernel"])] == kern:
+                    r["rate"], r["stream"] = kernel_rate_stream(d, UNIT_NAMES[int(r["unit"])], p)
+                    r["fixed_s"] = p.fixed_s
+            low = replace(low, per_op=per_op)
+        out[g.index.to_numpy()] = price(low, device=0, batch=g.batch.to_numpy(), q=g.q.to_numpy(),
+                                        past=g.past.to_numpy())["time"]
+    return out
+
+
+def fit_ops(df: pd.DataFrame) -> dict:
+    """{(architecture, kernel): (calibration MAPE %, KernelParams)}: fixed cost, stream and compute
+    fractions of the element-wise and attention kernels, least squares on log time."""
+    from scipy.optimize import least_squares
+
+    cal = df[~df.held_out].reset_index(drop=True)
+    out = {}
+    for (arch, kern), g in cal.groupby(["architecture", "kernel"]):
+        g = g.reset_index(drop=True)
+        base = replace(kernel_params(kern, arch), calibrated=True, relative=True)  # fractions of the datasheet peaks
+
+        def params(x):
+            return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2])
+
+        def resid(x):
+            return np.log(predict_ops(g, {(arch, kern): params(x)}) / g.time_s.to_numpy())
+
+        r = least_squares(resid, [2.0, 0.7, 0.5], bounds=([0.0, 0.05, 0.02], [60.0, 1.0, 1.0]), x_scale=[1, 0.1, 0.1],
+                          diff_step=1e-3)
+        out[(arch, kern)] = (float(np.mean(np.abs(np.exp(r.fun) - 1)) * 100), params(r.x))
+    return out
+
+__all__ = ["gemm_measurements", "predict", "errors", "fit", "summarise", "op_measurements", "predict_ops", "fit_ops"]

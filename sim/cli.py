@@ -40,7 +40,11 @@ def cmd_latency(args) -> int:
         raise InputError("no device given (-d NAME[,NAME])")
     maps = _precisions(args)
     batches = ints(args.batch, "batch sizes")
-    opts = dict(chunk=args.chunk, eager=args.eager, fused_attention=not args.unfused_attention)
+    from sim.engines import check_engine
+    from sim.lowering import parse_kernel_choices
+
+    opts = dict(chunk=args.chunk, eager=args.eager, fused_attention=not args.unfused_attention,
+                engine=check_engine(args.engine), kernels=parse_kernel_choices(args.kernel))
     if args.per_op:
         frames = []
         fit = latency_table(spec, devices, maps, batches, args.prompt, args.context, **opts).set_index(
@@ -68,10 +72,14 @@ def cmd_latency(args) -> int:
         check_fit(spec, dev, next(m for m in maps if m.name == worst["precision"]),
                   worst["total_gb"] * 1e9, f"batch {worst['batch']}, context {max(args.prompt, args.context)}")
     cols = ["device", "precision", "batch", "prefill_ms", "prefill_bound", "decode_ms", "decode_bound",
-            "decode_tok_s", "weights_gb", "kv_gb", "act_gb", "total_gb", "capacity_gb", "fits"]
+            "decode_tok_s", "weights_gb", "kv_gb", "act_gb", "total_gb", "capacity_gb", "fits", "gemm_kernels"]
     print(f"{spec.name}: prefill {args.prompt} tokens"
           f"{f' in chunks of {args.chunk}' if args.chunk else ''}, one decode step at context "
-          f"{args.context}; times for the whole batch, GB = 1e9 bytes")
+          f"{args.context}; times for the whole batch, GB = 1e9 bytes; engine {args.engine}")
+    uncal = sorted(set(df.loc[~df.calibrated, "device"]))
+    if uncal:
+        print(f"note: GEMM kernel constants not fitted on the architecture of {', '.join(uncal)} "
+              "(estimated or transferred; see benchmarks/fidelity.py)", file=sys.stderr)
     show(df[cols])
     if not df["fits"].all():
         print("note: rows with fits=False need more memory than the device has", file=sys.stderr)
@@ -87,6 +95,8 @@ def cmd_serve(args) -> int:
     from hwmodels import load_device
     from mpqsim import checks
     from sim.serve_runs import RunJournal, check_memory, requests_table, run_max_qps, run_rates, study_settings
+    from sim.engines import check_engine
+    from sim.lowering import parse_kernel_choices
     from sim.serving import SLO, ServingConfig, check_config
     from sim.workload_gen import Lengths, read_trace, synthetic
     from workloads import load_model
@@ -102,7 +112,8 @@ def cmd_serve(args) -> int:
     cfg = ServingConfig(scheduler=args.scheduler, max_batch=args.max_batch, max_tokens=args.max_tokens,
                         replicas=args.replicas, router=args.router, memory_margin=args.memory_margin,
                         cpu_overhead_s=checks.number(args.cpu_overhead_ms, "--cpu-overhead-ms", lo=0) / 1e3,
-                        eager=args.eager)
+                        eager=args.eager, engine=check_engine(args.engine),
+                        kernels=tuple(sorted(parse_kernel_choices(args.kernel).items())))
     slo = SLO(ttft_s=args.slo_ttft, tpot_s=args.slo_tpot)
     check_config(cfg, slo)
     checks.number(args.attainment, "--attainment (fraction of requests meeting the SLO)", lo=0, hi=1, lo_open=True)
@@ -255,6 +266,11 @@ def register(sub) -> None:
                                                                "default bf16)")
         s.add_argument("--map", help="precision-map JSON (op name -> weight/act formats, KV format)")
         s.add_argument("--eager", action="store_true", help="eager kernel launches instead of CUDA graphs")
+        s.add_argument("--engine", default="fused", help="how element-wise ops run: fused (vLLM-like kernels, "
+                                                         "default) or eager (transformers eager)")
+        s.add_argument("--kernel", default=None, metavar="CLASS=KERNEL",
+                       help="GEMM kernel per operand class, comma-separated, e.g. w4a16=tinygemm,w8a8=cublas_rowwise "
+                            "(see 'mpqsim gemm'); default: each device's")
         s.add_argument("--set", action="append", metavar="KEY=NUMBER",
                        help="override a device number, e.g. --set memory_bandwidth_tbs=4 --set peak_tflops.mxint4=8000")
 

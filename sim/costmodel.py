@@ -8,16 +8,16 @@ tokens per sequence ``q``, cached ``past``), :func:`op_cost` gives::
     time = max(flops * pad / rate,                        # compute: achieved rate of the op's unit
                m * weight_elems / dequant_rate,           # (weight-only kernels dequantizing per row)
                bytes / (bandwidth * stream))              # memory: achieved bandwidth of the kernel
-           + launches * (launch_s + fixed_s)
+           + launches * (launch_s + fixed_s) + glue * (launch_s + glue_fixed_s)
 
 Bytes are weights (stored format, scale overhead included) + input activations (the op's
 activation format) + outputs (the high-precision format) + attention scores where the lowered
 kernel materialises them + KV-cache reads and writes (the KV format); shapes and element counts
 come from :func:`workloads.optable.op_counts`, the same compiled code the op tables use. For a
 GEMM kernel (hwmodels/kernels.yaml: ``tile_n`` > 0) ``pad`` is tile and wave quantisation: the
-output is ``ceil(m / tile_m) x ceil(n / tile_n)`` tiles run in whole waves over the SMs (fewer
-tiles than SMs are split along k over all of them), so a GEMV pays for a full tile row and a GEMM
-one tile past a wave pays for a wave; for other kernels
+output is ``ceil(m / tile_m) x ceil(n / tile_n)`` tiles run in whole waves over the SMs; a wave of
+fewer tiles than SMs takes one tile's k-loop, split up to ``split_k`` ways over the idle SMs (so a
+GEMV pays for a full tile's rows, and a GEMM one tile past a wave pays for another wave); for other kernels
 ``pad = max(M, tile_m) / M`` (the smallest MMA tile). Both are monotone in m, so time never falls
 as batch or context grow. ``stream``, ``fixed_s``, ``compute`` (folded into ``rate``) and
 ``dequant_rate`` are the kernel's constants on the device's architecture (fitted where measured).
@@ -55,6 +55,12 @@ _interpret_left = [INTERPRET_BUDGET]
 
 
 @numba.njit(inline="always")
+def launch_time(low, dev):
+    """Launches and fixed costs of one op instance: its own kernels and the engine's glue kernels."""
+    return low.launches * (dev.launch_s + low.fixed_s) + low.glue * (dev.launch_s + low.glue_fixed_s)
+
+
+@numba.njit(inline="always")
 def op_cost(op, low, dev, batch, q, past):
     """:data:`sim.fields.Cost` of one instance of op record ``op`` with lowered record ``low`` on
     device record ``dev``, for ``batch`` sequences of ``q`` new tokens after ``past`` cached."""
@@ -62,13 +68,15 @@ def op_cost(op, low, dev, batch, q, past):
     s_r = cnt.score_read if low.materialise_scores > 0 else 0.0
     s_w = cnt.score_write if low.materialise_scores > 0 else 0.0
     b_w = cnt.w_elems * op.wbytes + cnt.b_elems * op.obytes
-    b_a = (cnt.in_elems + s_r) * op.abytes + (cnt.out_elems + s_w) * op.obytes
+    b_a = ((cnt.in_elems + s_r) * op.abytes + (cnt.out_elems + s_w) * op.obytes) * low.traffic
     b_kv = (cnt.kv_read + cnt.kv_write) * op.kvbytes
     m = cnt.m
     if low.tile_n > 0.0 and m > 0.0 and cnt.n > 0.0:  # a GEMM kernel: whole tiles, in waves over the SMs
         tiles = cnt.count * math.ceil(m / low.tile_m) * math.ceil(cnt.n / low.tile_n)
-        # fewer tiles than SMs: split-K spreads them over every SM; more: whole waves
-        slots = math.ceil(tiles / low.sms) * low.sms if tiles > low.sms else tiles
+        if tiles >= low.sms:  # whole waves
+            slots = math.ceil(tiles / low.sms) * low.sms
+        else:  # one wave: each tile's k-loop split up to split_k ways over the idle SMs
+            slots = low.sms / max(1.0, min(low.split_k, math.floor(low.sms / tiles)))
         pad = slots * low.tile_m * low.tile_n / (cnt.count * m * cnt.n)
     else:
         pad = low.tile_m / m if m < low.tile_m else 1.0
@@ -76,7 +84,7 @@ def op_cost(op, low, dev, batch, q, past):
     if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row
         t_c = max(t_c, m * cnt.w_elems / low.dequant_rate)
     t_m = (b_w + b_a + b_kv) / (dev.bandwidth * low.stream)
-    t_l = low.launches * (dev.launch_s + low.fixed_s)
+    t_l = launch_time(low, dev)
     t = max(t_c, t_m) + t_l
     mem_bound = t_m >= t_c
     return Cost(time=t, t_compute=t_c, t_memory=t_m, t_launch=t_l, time_memory_bound=t if mem_bound else 0.0,
@@ -162,7 +170,7 @@ def iteration_kernel(ops, low, device, batch, pre_q, pre_past, result):
                 r = op_cost(op, lj, dev, 1.0, pre_q[i], pre_past[i])
                 t += max(r.t_compute, r.t_memory)
                 f += r.flops
-            t_sum += (t + lj.launches * dev.launch_s) * op.repeat
+            t_sum += (t + launch_time(lj, dev)) * op.repeat
         else:
             r = op_cost(op, lj, dev, it.seqs, it.tokens / it.seqs, 0.0)
             t_sum += r.time * op.repeat

@@ -53,11 +53,15 @@ LOWERED_FIELDS = {
     "tile_m": "GEMM rows of one tile: with tile_n > 0 rows are padded to whole tiles; else fewer rows "
               "than tile_m cost a full tile (the smallest MMA tile; 0 = no padding)",
     "tile_n": "GEMM columns of one SM's output tile (0 = no tile or wave quantisation: not a GEMM kernel)",
+    "split_k": "ways a GEMM kernel splits k when it has fewer tiles than SMs (1 = never)",
     "sms": "SMs / CUs the tiles run on in waves",
     "stream": "the kernel's streaming rate as a fraction of the device's achieved bandwidth",
     "fixed_s": "fixed time per call beyond the launch, s (setup, scale epilogues, split-K reductions)",
     "dequant_rate": "weight elements x rows dequantized per second on the compute path (0 = hidden)",
-    "launches": "kernel launches per op instance (0 when fused into another op's kernel)",
+    "launches": "kernel launches per op instance (0 when fused into another op's kernel; the engine's count for element-wise ops)",
+    "glue": "small kernels the engine runs around this op per instance (attention: KV-cache writes, layout copies)",
+    "glue_fixed_s": "fixed time of one glue kernel beyond its launch, s (a pointwise kernel's)",
+    "traffic": "memory traffic of the op's activations as a multiple of its own input + output bytes (engine)",
     "materialise_scores": "1 if attention scores go through memory (unfused attention), else 0",
 }
 LOWERED_DTYPE = _float_dtype(LOWERED_FIELDS)

@@ -17,7 +17,7 @@ from quant.formats import parse_format
 from quant.precision import OpFormats, PrecisionMap
 from sim.assign import assign_table
 from sim.costmodel import price
-from sim.lowering import KERNEL_NAMES, UNIT_NAMES, gemm_class, lower
+from sim.lowering import KERNEL_NAMES, UNIT_NAMES, gemm_class, kernel_rate_stream, lower
 from workloads.optable import LINEAR, table_from_rows
 
 
@@ -67,9 +67,9 @@ def price_gemm(device: str | DeviceSpec, m, n: int, k: int, weight_fmt: str = "b
     if params is not None:
         per_op = low.per_op.copy()
         r = per_op[0, 0]
-        base = r["rate"] / kernel_params(kern, dev.architecture).compute
-        r["rate"], r["tile_m"], r["tile_n"] = base * params.compute, params.tile_m, params.tile_n
-        r["stream"], r["fixed_s"], r["dequant_rate"] = params.stream, params.fixed_s, params.dequant * dev.vector_flops
+        r["rate"], r["stream"] = kernel_rate_stream(dev, UNIT_NAMES[int(r["unit"])], params)
+        r["tile_m"], r["tile_n"], r["split_k"] = params.tile_m, params.tile_n, params.split_k
+        r["fixed_s"], r["dequant_rate"] = params.fixed_s, params.dequant * dev.vector_flops
         low = replace(low, per_op=per_op)
     m = np.atleast_1d(np.asarray(m, dtype=float))
     ct = price(low, device=0, batch=m, q=1.0, past=0.0, detail=True)

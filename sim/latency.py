@@ -15,6 +15,7 @@ from hwmodels.spec import DeviceSpec
 from mpqsim import InputError
 from quant.precision import PrecisionMap
 from sim.costmodel import AssignedModel, assign, configs, lower, price
+from sim.lowering import check_choices_used
 from workloads.optable import KIND_NAMES
 from workloads.spec import ModelSpec
 
@@ -83,12 +84,17 @@ def _bound(t_memory, t_compute) -> np.ndarray:
 
 def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[PrecisionMap],
                   batches, prompt: int, context: int, chunk: int | None = None,
-                  eager: bool = False, fused_attention: bool = True) -> pd.DataFrame:
+                  eager: bool = False, fused_attention: bool = True, engine: str = "fused",
+                  kernels: dict | None = None) -> pd.DataFrame:
     """One row per (device, precision, batch): prefill and decode latency, throughput, memory.
 
     ``decode_ms`` is one decode step of the whole batch at context ``context``; ``kv_gb`` is the
     cache held at ``max(prompt, context)`` tokens; ``fits`` compares weights + KV + peak
     activations with the device's memory. ``*_bound`` says which roofline side dominates the time.
+    ``engine`` (sim/engines.yaml) and ``kernels`` (GEMM class -> kernel, e.g. ``{"w4a16": "tinygemm"}``)
+    are what :func:`sim.lowering.lower` takes; the ``engine`` and ``gemm_kernels`` columns say what
+    was assumed, ``calibrated`` whether every GEMM kernel's constants were fitted on that device's
+    architecture.
     """
     batches = list(batches)
     validate(spec, batches, prompt, context, chunk)
@@ -100,7 +106,10 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
                   q=np.tile([float(p.q) for p in ph], len(devices) * n_b),
                   past=np.tile([float(p.past) for p in ph], len(devices) * n_b))
     models = [assign(spec, pmap) for pmap in pmaps]
-    tot = np.stack([price(lower(m, devices, eager, fused_attention), cfg).totals for m in models])
+    check_choices_used(models, kernels)
+    lws = [lower(m, devices, eager, fused_attention, kernels=kernels, engine=engine) for m in models]
+    tot = np.stack([price(lw, cfg).totals for lw in lws])
+    gk, cal = gemm_kernels(lws, devices)
     full = (len(pmaps), *shape)                       # precision x device x batch x phase
     total, t_mem, t_cmp = (tot[f].reshape(full) for f in ("time", "time_memory_bound", "time_compute_bound"))
     pre, dec = np.s_[..., :-1], np.s_[..., -1]
@@ -124,12 +133,31 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
         decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
         weights_gb=np.broadcast_to(weights / GB, pre_t.shape).ravel(), kv_gb=kv.ravel() / GB,
         act_gb=act.ravel() / GB, total_gb=need.ravel() / GB,
-        capacity_gb=np.broadcast_to(capacity, pre_t.shape).ravel() / GB, fits=(need <= capacity).ravel()))
+        capacity_gb=np.broadcast_to(capacity, pre_t.shape).ravel() / GB, fits=(need <= capacity).ravel(),
+        engine=np.full(n, engine, dtype=object), gemm_kernels=np.repeat(gk.ravel(), len(batches)),
+        calibrated=np.repeat(cal.ravel(), len(batches))))
+
+
+def gemm_kernels(lws, devices) -> tuple[np.ndarray, np.ndarray]:
+    """Per (precision, device): the GEMM kernels an assigned model's matmuls run ("cublas+marlin"),
+    and whether all their constants are fitted on that device's architecture."""
+    from hwmodels.kernels import kernel_params
+    from workloads.optable import EXPERT, LINEAR
+
+    names = np.empty((len(lws), len(devices)), dtype=object)
+    cal = np.zeros((len(lws), len(devices)), dtype=bool)
+    for i, lw in enumerate(lws):
+        gemm = np.isin(lw.ops["kind"], [LINEAR, EXPERT])
+        for d, dev in enumerate(devices):
+            ks = sorted({k for k, g in zip(lw.kernels(d), gemm) if g})
+            names[i, d] = "+".join(ks)
+            cal[i, d] = all(kernel_params(k, dev.architecture).calibrated for k in ks)
+    return names, cal
 
 
 def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch: int, prompt: int,
                  context: int, chunk: int | None = None, eager: bool = False,
-                 fused_attention: bool = True) -> pd.DataFrame:
+                 fused_attention: bool = True, engine: str = "fused", kernels: dict | None = None) -> pd.DataFrame:
     """Every op of every phase, explained: shape, formats, unit, kernel, FLOPs, bytes, bound, time.
 
     ``time_us`` is one instance (one layer); ``total_us`` = ``time_us`` x ``repeat``; ``share``
@@ -138,7 +166,8 @@ def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch:
     validate(spec, [batch], prompt, context, chunk)
     model = assign(spec, pmap)
     t = model.table
-    lw = lower(model, [device], eager, fused_attention)
+    check_choices_used([model], kernels)
+    lw = lower(model, [device], eager, fused_attention, kernels=kernels, engine=engine)
     ph = phases(prompt, context, chunk)
     det = price(lw, device=0, batch=batch, q=[p.q for p in ph], past=[p.past for p in ph], detail=True).detail
     repeat = t["repeat"].to_numpy()
@@ -151,12 +180,12 @@ def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch:
         frames.append(pd.DataFrame(dict(
             phase=label, op=t["name"], kind=[KIND_NAMES[k] for k in t["kind"]], repeat=t["repeat"],
             weight_fmt=t["weight_fmt"], act_fmt=t["act_fmt"], kv_fmt=t["kv_fmt"], unit=lw.units(0),
-            kernel=lw.kernels(0), M=d["m"], N=d["n"], K=d["k"], count=d["count"], gflops=d["flops"] / 1e9,
+            kernel=lw.kernels(0), launches=lw.per_op["launches"][0], M=d["m"], N=d["n"], K=d["k"], count=d["count"], gflops=d["flops"] / 1e9,
             weight_mb=d["bytes_w"] / 1e6, act_mb=d["bytes_act"] / 1e6, kv_mb=d["bytes_kv"] / 1e6,
             intensity=np.divide(d["flops"], byts, out=np.zeros_like(byts), where=byts > 0),
             bound=_bound(d["t_memory"], d["t_compute"]),
             time_us=d["time"] * 1e6, total_us=total * 1e6,
             share=total / total.sum())))
     out = pd.concat(frames, ignore_index=True)
-    out.attrs.update(model=spec.name, device=device.name, precision=pmap.name, batch=batch)
+    out.attrs.update(model=spec.name, device=device.name, precision=pmap.name, batch=batch, engine=engine)
     return out

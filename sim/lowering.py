@@ -29,6 +29,7 @@ import numpy as np
 
 from hwmodels.kernels import KERNEL_FAMILIES, check_choice, default_kernel, kernel_params
 from hwmodels.spec import UNIT_ACCEPTS, DeviceSpec
+from sim.engines import DEFAULT_ENGINE, attention_glue, check_engine, ew_plan
 from quant.formats import parse_format
 from sim.fields import DEVICE_DTYPE, LOWERED_DTYPE, records
 from workloads.optable import AV, EMBED, EXPERT, KIND_NAMES, LINEAR, QK, SOFTMAX, VECTOR
@@ -42,14 +43,7 @@ UNIT_NAMES = (*UNIT_ACCEPTS, VECTOR_UNIT)
 
 #: Kernel kinds (code = position): name -> what it is. The GEMM kernel families and their
 #: constants are data (hwmodels/kernels.yaml); the rest are the non-GEMM kernels.
-KERNELS = {
-    **{k: v["doc"] for k, v in KERNEL_FAMILIES.items()},
-    "flash_attention": "fused attention: qk, softmax and av in one kernel, scores stay on chip",
-    "attention_gemm": "unfused attention matmul (batched GEMM); scores go through memory",
-    "softmax": "unfused softmax over materialised scores",
-    "elementwise": "norms, activations, rotary embedding, residual adds",
-    "gather": "embedding lookup",
-}
+KERNELS = {k: v["doc"] for k, v in KERNEL_FAMILIES.items()}
 KERNEL_NAMES = tuple(KERNELS)
 _ELEMENTWISE_KINDS = (VECTOR, SOFTMAX, EMBED)
 
@@ -98,7 +92,7 @@ def gemm_runs(device: DeviceSpec, unit: str, weight: str, act: str) -> str:
 
 
 def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool,
-                   choices=None) -> tuple[str, str]:
+                   choices=None, ew: int = 0, engine: str = DEFAULT_ENGINE) -> tuple[str, str]:
     """(compute unit, kernel) of one op row on ``device``; ``choices`` maps a :func:`gemm_class`
     (``w4a16``) to the GEMM kernel the user chose for it."""
     if kind in _ELEMENTWISE_KINDS:
@@ -110,15 +104,26 @@ def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_a
     elif kind == EMBED:
         kern = "gather"
     elif kind == VECTOR:
-        kern = "elementwise"
+        kern = ew_plan(engine, ew)[0]
     else:
         runs = gemm_runs(device, unit, weight, act)
-        kern = default_kernel(runs)
+        kern = default_kernel(runs, unit)
         chosen = (choices or {}).get(gemm_class(weight, act))
         if chosen is not None:
             check_choice(chosen, runs, f"{gemm_class(weight, act)} ({weight} x {act}) on {device.name}")
             kern = chosen
     return unit, kern
+
+
+def check_choices_used(models, kernels: dict | None) -> None:
+    """Refuse a ``--kernel`` choice for an operand class that no GEMM of the models has (it would
+    be silently ignored)."""
+    from mpqsim import InputError
+
+    have = {gemm_class(w, a) for m in models for kind, w, a, _ in m.op_formats if kind in (LINEAR, EXPERT)}
+    for cls in sorted(set(kernels or {}) - have):
+        raise InputError(f"--kernel {cls}={kernels[cls]}: no GEMM of the model is {cls} under the chosen "
+                         f"precision(s); classes here: {', '.join(sorted(have))}")
 
 
 def parse_kernel_choices(text: str | None) -> dict:
@@ -157,6 +162,7 @@ class Lowered:
     eager: bool
     fused_attention: bool
     kernel_choices: tuple = ()
+    engine: str = DEFAULT_ENGINE
 
     @property
     def ops(self) -> np.ndarray:
@@ -174,33 +180,35 @@ _MEMO_SIZE = 512
 
 
 def lower(model: "AssignedModel", devices, eager: bool = False, fused_attention: bool = True,
-          kernels: dict | None = None) -> Lowered:
+          kernels: dict | None = None, engine: str = DEFAULT_ENGINE) -> Lowered:
     """Per-(device, op) and per-device parameters of ``model`` (an AssignedModel) on ``devices``;
-    ``kernels`` maps a GEMM class (``w4a16``) to a chosen kernel (else each device's default).
+    ``kernels`` maps a GEMM class (``w4a16``) to a chosen kernel (else each device's default);
+    ``engine`` (sim/engines.yaml) says how element-wise ops run; ``eager`` launches kernels one by
+    one instead of from a CUDA graph.
 
     Memoised on the model object (assigned models are immutable) and the devices' contents.
     """
     devices = tuple(devices)
     choices = tuple(sorted((kernels or {}).items()))
-    key = (id(model), devices, bool(eager), bool(fused_attention), choices)
+    key = (id(model), devices, bool(eager), bool(fused_attention), choices, check_engine(engine))
     hit = _MEMO.get(key)
     if hit is not None and hit.model is model:  # the entry holds the model, so its id is not reused
         return hit
-    low = _lower(model, devices, eager, fused_attention, choices)
+    low = _lower(model, devices, eager, fused_attention, choices, engine)
     if len(_MEMO) >= _MEMO_SIZE:
         _MEMO.pop(next(iter(_MEMO)))
     _MEMO[key] = low
     return low
 
 
-def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: tuple) -> Lowered:
+def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: tuple, engine: str) -> Lowered:
     rows = model.op_formats
     per_op = np.zeros((len(devices), len(rows)), dtype=LOWERED_DTYPE)
     for d, dev in enumerate(devices):
         seen: dict[tuple, tuple] = {}  # ops of one kind and formats lower alike
         for j, r in enumerate(rows):
             if r not in seen:
-                seen[r] = _lower_op(dev, *r, fused_attention, dict(choices))
+                seen[r] = _lower_op(dev, *r, fused_attention, dict(choices), engine)
             per_op[d][j] = seen[r]
     device = records(DEVICE_DTYPE,
                      bandwidth=[dev.bandwidth * dev.eff_memory for dev in devices],
@@ -208,24 +216,42 @@ def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: t
                      tdp_w=[dev.tdp_w for dev in devices], idle_w=[dev.idle_w for dev in devices])
     for a in (per_op, device):
         a.setflags(write=False)
-    return Lowered(model, devices, per_op, device, eager, fused_attention, choices)
+    return Lowered(model, devices, per_op, device, eager, fused_attention, choices, engine)
 
 
-def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, fused_attention: bool, choices: dict) -> tuple:
+def kernel_rate_stream(dev: DeviceSpec, unit: str, kp) -> tuple[float, float]:
+    """(achieved FLOP/s, streaming factor on the device's achieved bandwidth) of kernel ``kp`` on ``unit``.
+
+    Fitted constants (``kp.relative``: fitted here or transferred) are fractions of the **datasheet** peaks, so that a device
+    of the same architecture that was never measured scales them by its own datasheet numbers;
+    estimated ones multiply the device file's efficiencies (the uncalibrated roofline)."""
+    if unit == VECTOR_UNIT:
+        return dev.vector_flops * dev.eff_vector * kp.compute, (kp.stream / dev.eff_memory if kp.relative else kp.stream)
+    if kp.relative:
+        return dev.peak(unit) * kp.compute, kp.stream / dev.eff_memory
+    return dev.peak(unit) * dev.compute_efficiency(unit) * kp.compute, kp.stream
+
+
+def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, ew: int, fused_attention: bool, choices: dict,
+              engine: str) -> tuple:
     """One LOWERED_DTYPE record (as a tuple in field order) for an op of this kind and formats."""
-    unit, kern = op_unit_kernel(dev, kind, weight, act, fused_attention, choices)
+    unit, kern = op_unit_kernel(dev, kind, weight, act, fused_attention, choices, ew, engine)
     vector = unit == VECTOR_UNIT
-    rate = dev.vector_flops * dev.eff_vector if vector else dev.peak(unit) * dev.compute_efficiency(unit)
+    kp = kernel_params(kern, dev.architecture)
+    rate, stream = kernel_rate_stream(dev, unit, kp)
+    gemm = kind in (LINEAR, EXPERT)  # a GEMM kernel family: tiles, waves, dequantization
+    launches, traffic = ew_plan(engine, ew)[1:] if kind == VECTOR else (_launches(kind, kern), 1.0)
+    glue = attention_glue(engine) if kind == QK else 0.0  # KV-cache writes, layout copies: once per layer
     rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern), rate=rate,
-               peak=dev.vector_flops if vector else dev.peak(unit), tile_m=0.0 if vector else dev.eff_m_min,
-               tile_n=0.0, sms=float(dev.compute_units), stream=1.0, fixed_s=0.0, dequant_rate=0.0,
-               launches=_launches(kind, kern), materialise_scores=0.0 if kern == "flash_attention" else 1.0)
-    if kind in (LINEAR, EXPERT):  # a GEMM kernel family: its constants on this architecture
-        kp = kernel_params(kern, dev.architecture)
-        rec.update(rate=rate * kp.compute, tile_m=kp.tile_m, tile_n=kp.tile_n, stream=kp.stream, fixed_s=kp.fixed_s,
-                   dequant_rate=kp.dequant * dev.vector_flops)
+               peak=dev.vector_flops if vector else dev.peak(unit),
+               tile_m=kp.tile_m if gemm else (0.0 if vector else dev.eff_m_min), tile_n=kp.tile_n if gemm else 0.0,
+               split_k=kp.split_k, sms=float(dev.compute_units), stream=stream, fixed_s=kp.fixed_s,
+               dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0, launches=launches, traffic=traffic,
+               glue=glue, glue_fixed_s=kernel_params("pointwise", dev.architecture).fixed_s,
+               materialise_scores=0.0 if kern == "flash_attention" else 1.0)
     return tuple(rec[f] for f in LOWERED_DTYPE.names)
 
 
-__all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "gemm_class", "gemm_runs", "parse_kernel_choices", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES",
+__all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "gemm_class", "gemm_runs", "parse_kernel_choices", "check_choices_used",
+           "kernel_rate_stream", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES",
            "VECTOR_UNIT", "KIND_NAMES"]

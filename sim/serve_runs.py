@@ -111,7 +111,7 @@ def study_settings(spec, device, cfg: ServingConfig, slo: SLO, stream: dict) -> 
     cfg_json = json.dumps(spec.config, sort_keys=True, default=str)
     return dict(model=spec.name, model_config=hashlib.sha256(cfg_json.encode()).hexdigest()[:16],
                 device=device.name, device_numbers=hashlib.sha256(dev.encode()).hexdigest()[:16],
-                serving=asdict(cfg), slo=asdict(slo), stream=stream)
+                serving=json.loads(json.dumps(asdict(cfg))), slo=asdict(slo), stream=stream)  # as a journal reads it
 
 
 def _map_id(pmap) -> str:

@@ -27,6 +27,7 @@ from hwmodels.spec import DeviceSpec
 from mpqsim import InputError, checks
 from quant.precision import PrecisionMap
 from sim.costmodel import assign, iteration_kernel, lower, price
+from sim.lowering import check_choices_used
 from sim.fields import ITERATION_DTYPE, ITERATION_RESULT_DTYPE, Iteration, IterationBatch
 from sim.schedulers import BLOCK_TOKENS, SCHEDULERS, KVCache, Request
 from workloads.spec import ModelSpec
@@ -49,6 +50,8 @@ class ServingConfig:
         watermark: fraction of KV blocks kept free when admitting new sequences.
         cpu_overhead_s: fixed scheduling/launch overhead added to every iteration.
         eager: eager kernel launches (CUDA graphs otherwise).
+        engine: how element-wise ops run (sim/engines.yaml: ``fused`` or ``eager``).
+        kernels: GEMM class -> kernel chosen (e.g. ``(("w4a16", "tinygemm"),)``), else each device's default.
     """
 
     scheduler: str = "vllm"
@@ -60,6 +63,8 @@ class ServingConfig:
     watermark: float = 0.01
     cpu_overhead_s: float = 0.0
     eager: bool = False
+    engine: str = "fused"
+    kernels: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,9 @@ class ReplicaModel:
 
     def __post_init__(self):
         model = assign(self.spec, self.pmap)
-        self.lowered = lower(model, [self.device], self.cfg.eager)
+        check_choices_used([model], dict(self.cfg.kernels))
+        self.lowered = lower(model, [self.device], self.cfg.eager, kernels=dict(self.cfg.kernels),
+                             engine=self.cfg.engine)
         act = price(self.lowered, device=0, batch=1, q=self.cfg.max_tokens, past=0)["act_peak"]
         self.weights_bytes = model.weight_bytes
         self.reserve_bytes = float(act[0])

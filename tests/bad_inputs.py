@@ -222,6 +222,20 @@ CASES = [
     (Q + ["--seed", "-2"], 2, "--seed must be >= 0"),
     (Q + ["--searcher", "greedy", "--calibration", "{tmp}/none.txt"], 2, "text file not found"),
     (Q + ["--searcher", "greedy", "--text", "northanger_abbey"], 2, "is the evaluation text"),
+    # ---- engines, GEMM kernels and the gemm verb
+    (L + ["--engine", "nope"], 2, "unknown engine 'nope'"),
+    (S + ["--engine", "turbo"], 2, "unknown engine 'turbo'"),
+    (L + ["--kernel", "tinygemm"], 2, "expected CLASS=KERNEL"),
+    (L + ["--kernel", "w4a16=nope"], 2, "unknown kernel 'nope'"),
+    (L + ["-p", "w4a16-mx", "--kernel", "w4a4=tinygemm"], 2, "no GEMM of the model is w4a4"),
+    (S + ["--kernel", "w4a16=marlin"], 2, "no GEMM of the model is w4a16"),
+    (L + ["-p", "fp8", "--kernel", "w8a8=tinygemm"], 2, "cannot run w8a8"),
+    (["gemm", "-d", "h100-sxm", "-m", "1", "-n", "0", "-k", "8"], 2, "-n and -k must be > 0"),
+    (["gemm", "-d", "h100-sxm", "-m", "x", "-n", "8", "-k", "8"], 2, "-m"),
+    (["gemm", "-d", "h100-sxm", "-m", "1", "-n", "8", "-k", "8", "-w", "int5_zz"], 2, "int5_zz"),
+    (["gemm", "-d", "h100-sxm", "-m", "1", "-n", "8", "-k", "8", "-w", "int4_g128", "--kernel", "cublas"], 2,
+     "cannot run w4a16"),
+    (["gemm", "-d", "nodev", "-m", "1", "-n", "8", "-k", "8"], 2, "unknown device"),
 ]
 
 

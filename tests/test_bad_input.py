@@ -45,7 +45,8 @@ def test_bad_input_is_one_clear_line(files, argv, code, phrase):
 # ---- fuzz: any combination of real options and nasty values ends in exit 0 or 2, never an exception
 VALUES = ["0", "-1", "1", "2", "3.5", "nan", "inf", "-inf", "", ",", "x", "1e400", "1,2", "99999999999", "bf16",
           "mxint4_32", "h100-sxm", "llama-2-7b", "/nonexistent", ".", "1e-300"]
-LATENCY_OPTS = ["-b", "--prompt", "--context", "--chunk", "-p", "--map", "--set", "--csv", "-d", "-m"]
+LATENCY_OPTS = ["-b", "--prompt", "--context", "--chunk", "-p", "--map", "--set", "--csv", "-d", "-m", "--engine",
+                "--kernel"]
 SERVE_OPTS = ["--qps", "--prompt", "--output", "--length-dist", "--prompt-spread", "--arrival", "--cv",
               "--scheduler", "--max-batch", "--max-tokens", "--replicas", "--router", "--memory-margin",
               "--cpu-overhead-ms", "--slo-ttft", "--slo-tpot", "--attainment", "--seed", "-p", "--set", "--trace"]
@@ -57,6 +58,19 @@ SERVE_OPTS = ["--qps", "--prompt", "--output", "--length-dist", "--prompt-spread
                                                                         ["--eager", "--per-op", "--unfused-attention"]),
                                                                         max_size=2))
 def test_fuzzed_arguments_never_raise(verb, picks, flags):
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # a fuzzed --csv / --requests-csv value writes a file: not here
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            _fuzz_once(verb, picks, flags)
+        finally:
+            os.chdir(cwd)
+
+
+def _fuzz_once(verb, picks, flags):
     if verb == "latency":
         argv = ["latency", "-m", "smollm2-135m", "-d", "a100-80gb", "--prompt", "64", "--context", "64"]
         opts = LATENCY_OPTS

@@ -174,3 +174,34 @@ def test_library_refuses_wrong_types_with_input_error(llama7b, h100, kw):
     with pytest.raises(InputError):
         latency_table(llama7b, [h100], [preset_map("bf16")], args["batches"], args["prompt"], args["context"],
                       chunk=args["chunk"])
+
+
+def test_engines_differ_in_launches_and_traffic_only_for_element_wise_ops(llama7b, h100):
+    from sim.latency import per_op_table
+
+    fused = per_op_table(llama7b, h100, preset_map("bf16"), 1, 1024, 1024, engine="fused")
+    eager = per_op_table(llama7b, h100, preset_map("bf16"), 1, 1024, 1024, engine="eager")
+    assert fused.attrs["engine"] == "fused" and eager.attrs["engine"] == "eager"
+    vec, qk = fused.kind == "vector", fused.kind == "qk"
+    same = ~vec & ~qk
+    assert (eager.total_us[same].to_numpy() == fused.total_us[same].to_numpy()).all()  # GEMMs alike
+    assert (eager.total_us[qk].to_numpy() > fused.total_us[qk].to_numpy()).all()  # more glue kernels per layer
+    assert (eager.launches[vec].to_numpy() >= fused.launches[vec].to_numpy()).all()
+    assert eager.total_us[vec].sum() > 2 * fused.total_us[vec].sum()
+    assert eager.total_us.sum() > 1.1 * fused.total_us.sum()
+    dec = eager.phase == "decode"
+    launches = (eager.launches * eager.repeat)[dec].sum()
+    assert 1100 < launches < 1800  # transformers eager: 1,397-1,692 kernels per measured pass
+    assert set(eager[vec].kernel) == {"pointwise"} and {"norm", "rotary", "act"} <= set(fused[vec].kernel)
+
+
+def test_a_chosen_gemm_kernel_is_used_and_reported(llama7b, h100):
+    from sim.latency import latency_table
+
+    pm = [preset_map("w4a16")]
+    default = latency_table(llama7b, [h100], pm, [1, 64], 1024, 1024)
+    tiny = latency_table(llama7b, [h100], pm, [1, 64], 1024, 1024, kernels={"w4a16": "tinygemm"})
+    assert set(default.gemm_kernels) == {"cublas+marlin"} and set(tiny.gemm_kernels) == {"cublas+tinygemm"}
+    assert tiny.calibrated.all() and not default.calibrated.any()  # tinygemm is fitted on Hopper, Marlin is not
+    # tinygemm: per-row dequantization, so a batch of 64 decodes slower than with a Marlin-class kernel
+    assert tiny.decode_ms.iloc[1] > default.decode_ms.iloc[1]

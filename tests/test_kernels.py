@@ -82,7 +82,8 @@ def test_interpreted_kernel_gives_the_same_bits(model, precision):
 
 
 def test_golden_sweep_subset_is_bit_identical():
-    """The numbers recorded before issue 13's refactoring (benchmarks/golden_sweep.py), for a few models."""
+    """The recorded fingerprints (benchmarks/golden_sweep.py; re-recorded only by a change meant to move
+    numbers), for a few models."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import golden_sweep
@@ -156,7 +157,7 @@ def test_memoised_set_up_never_serves_stale_numbers(llama7b):
     """Specs that differ in any number lower differently, even when everything else is equal."""
     m = assign(llama7b, preset_map("w8a8"))
     base = load_device("h100-sxm")
-    faster = load_device("h100-sxm", {"efficiency.compute_by_unit.int8": 0.9})
+    faster = load_device("h100-sxm", {"peak_tflops.int8": 2 * 1979})
     assert base != faster
     j = m.names.index("model.layers.{i}.mlp.up_proj")
     assert lower(m, [faster]).per_op["rate"][0][j] == pytest.approx(2 * lower(m, [base]).per_op["rate"][0][j], rel=0.01)

@@ -31,6 +31,9 @@ from workloads.spec import ModelSpec
 # ---------------------------------------------------------------- op kinds and the field registries
 LINEAR, EXPERT, QK, AV, SOFTMAX, VECTOR, EMBED = range(7)
 KIND_NAMES = ("linear", "expert", "qk", "av", "softmax", "vector", "embed")
+#: What an element-wise op computes (the ``ew`` code): how an engine runs it depends on it.
+EW_NAMES = ("other", "norm", "rotary", "act", "residual", "routing")
+EW_OTHER, EW_NORM, EW_ROTARY, EW_ACT, EW_RESIDUAL, EW_ROUTING = range(len(EW_NAMES))
 MATMUL_KINDS = (LINEAR, EXPERT, QK, AV)
 ATTENTION_KINDS = (QK, AV, SOFTMAX)
 #: Roles whose ops are matmuls a precision map can name (the one list of matmul roles).
@@ -47,6 +50,7 @@ SHAPE_FIELDS = {
     "fpt": "element-wise ops: FLOPs per token",
     "ipt": "element-wise ops: input elements per token",
     "opt": "element-wise ops: output elements per token",
+    "ew": "element-wise ops: what they compute (code into EW_NAMES: other, norm, rotary, act, residual, routing)",
     "heads": "attention: query heads",
     "kv_heads": "attention: key/value heads",
     "head_dim": "attention: head dimension",
@@ -177,7 +181,7 @@ def _norm_cost(spec: ModelSpec, width: int) -> dict:
     """RMSNorm: square, sum, rsqrt, scale, weight (~4 FLOP/elem); LayerNorm ~8 with mean and bias."""
     layer = spec.norm == "layer"
     return dict(fpt=(8 if layer else 4) * width, ipt=width, opt=width, w_elems=width,
-                b_elems=width if layer else 0, params=width * (2 if layer else 1))
+                b_elems=width if layer else 0, params=width * (2 if layer else 1), ew=EW_NORM)
 
 
 def _layer_ops(spec: ModelSpec) -> list[dict]:
@@ -191,8 +195,8 @@ def _layer_ops(spec: ModelSpec) -> list[dict]:
         return dict(name=name, role="linear", kind=LINEAR, n=n, k=k, w_elems=n * k, b_elems=n * b,
                     params=n * k + n * b)
 
-    def vector(name, fpt, ipt, opt, w=0, b=0):
-        return dict(name=name, role="vector", kind=VECTOR, fpt=fpt, ipt=ipt, opt=opt, w_elems=w,
+    def vector(name, fpt, ipt, opt, w=0, b=0, ew=EW_OTHER):
+        return dict(name=name, role="vector", kind=VECTOR, ew=ew, fpt=fpt, ipt=ipt, opt=opt, w_elems=w,
                     b_elems=b, params=w + b)
 
     attn = dict(heads=spec.heads, kv_heads=spec.kv_heads, head_dim=spec.head_dim)
@@ -205,17 +209,17 @@ def _layer_ops(spec: ModelSpec) -> list[dict]:
                  linear(f"{a}.{nm.v}", spec.kv_dim, h, qkv_bias)]
     if spec.qk_norm:
         for part, width in (("q_norm", spec.q_dim), ("k_norm", spec.kv_dim)):
-            rows.append(vector(f"{a}.{part}", 4 * width, width, width, w=spec.head_dim))
+            rows.append(vector(f"{a}.{part}", 4 * width, width, width, w=spec.head_dim, ew=EW_NORM))
     if spec.position == "rope":
         rot = spec.q_dim + spec.kv_dim
-        rows.append(vector(f"{a}.rotary_emb", 3 * rot, rot, rot))
+        rows.append(vector(f"{a}.rotary_emb", 3 * rot, rot, rot, ew=EW_ROTARY))
     rows += [dict(name=f"{a}.qk", role="attention", kind=QK, **attn),
              dict(name=f"{a}.softmax", role="vector", kind=SOFTMAX, **attn),
              dict(name=f"{a}.av", role="attention", kind=AV, **attn),
              linear(f"{a}.{nm.o}", h, spec.q_dim)]
     for extra in nm.norms[2:3]:  # Gemma-2 norms the attention output before the residual
         rows.append(dict(name=extra, role="vector", kind=VECTOR, **_norm_cost(spec, h)))
-    rows.append(vector("residual_attn", h, 2 * h, h))
+    rows.append(vector("residual_attn", h, 2 * h, h, ew=EW_RESIDUAL))
     rows.append(dict(name=nm.norms[1], role="vector", kind=VECTOR, **_norm_cost(spec, h)))
     for extra in nm.norms[3:]:
         rows.append(dict(name=extra, role="vector", kind=VECTOR, **_norm_cost(spec, h)))
@@ -227,17 +231,17 @@ def _layer_ops(spec: ModelSpec) -> list[dict]:
         moe = dict(role="expert", kind=EXPERT, routed_experts=e, topk=topk, w_elems=inter * h, params=inter * h)
         # each token runs top-k experts: the activation sees k x the tokens
         rows += [linear(nm.router, e, h, 0) | dict(role="router"),
-                 vector(f"{block}.routing", 5 * e, e, 2 * topk),
+                 vector(f"{block}.routing", 5 * e, e, 2 * topk, ew=EW_ROUTING),
                  dict(name=nm.expert_gate, n=inter, k=h, **moe),
                  dict(name=nm.expert_up, n=inter, k=h, **moe),
-                 vector(f"{block}.act_fn", act_flops * topk, act_in * topk, inter * topk),
+                 vector(f"{block}.act_fn", act_flops * topk, act_in * topk, inter * topk, ew=EW_ACT),
                  dict(name=nm.expert_down, n=h, k=inter, **moe)]
     else:
         if nm.gate:
             rows.append(linear(nm.gate, inter, h))
-        rows += [linear(nm.up, inter, h), vector(nm.act, act_flops, act_in, inter),
+        rows += [linear(nm.up, inter, h), vector(nm.act, act_flops, act_in, inter, ew=EW_ACT),
                  linear(nm.down, h, inter)]
-    rows.append(vector("residual_mlp", h, 2 * h, h))
+    rows.append(vector("residual_mlp", h, 2 * h, h, ew=EW_RESIDUAL))
     return rows
 
 
@@ -301,7 +305,7 @@ def _spec_rows(spec: ModelSpec) -> list:
 
 #: Columns a row given to :func:`table_from_rows` may set, with their defaults (``name``, ``role``
 #: and ``kind`` are required).
-ROW_DEFAULTS = dict(layers=(), expert_ids=(), params=0, n=0, k=0, w_elems=0, b_elems=0, fpt=0, ipt=0, opt=0,
+ROW_DEFAULTS = dict(layers=(), expert_ids=(), params=0, n=0, k=0, w_elems=0, b_elems=0, fpt=0, ipt=0, opt=0, ew=0,
                     heads=0, kv_heads=0, head_dim=0, window=0, routed_experts=0, topk=0, last_only=0)
 TABLE_COLUMNS = ("name", "role", "kind", "layers", "expert_ids", "repeat", "row_experts", "params",
                  *(f for f in SHAPE_FIELDS if f not in ("kind", "repeat", "row_experts")))
