@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data" / "measured"
 E2E = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_hf.csv"
 OUT = ROOT / "benchmarks" / "results"
-KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant")
+KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant")  # + fixed_us, kloop_ns
 
 
 def _write_calibration(fitted: dict, err: pd.DataFrame) -> None:
@@ -42,6 +42,7 @@ def _write_calibration(fitted: dict, err: pd.DataFrame) -> None:
             rows = err[(err.architecture == arch) & (err.kernel == kern)]
             c = {k: float(v) for k, v in asdict(p).items() if k in KEEP}
             c["fixed_us"] = float(p.fixed_s * 1e6)
+            c["kloop_ns"] = float(p.kloop_s * 1e9)
             doc["constants"][kern] = dict(
                 c, fitted_to=sorted(f"{d} {k}" for d, k in rows[~rows.held_out][["device", "label"]].drop_duplicates()
                                     .itertuples(index=False)),

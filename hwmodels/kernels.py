@@ -22,7 +22,7 @@ KERNEL_FAMILIES: dict[str, dict] = _DOC["kernels"]
 DEFAULTS: dict[str, str] = _DOC["defaults"]
 ARCHITECTURES: tuple[str, ...] = tuple(_DOC["constants"])
 RUNS = ("native", "native_scaled", "weight_only", "upcast")
-CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "compute", "dequant")
+CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "kloop_ns", "compute", "dequant")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class KernelParams:
     tile_m: float
     tile_n: float
     split_k: float
+    kloop_s: float
     compute: float
     dequant: float
     calibrated: bool     # fitted on measurements of this architecture (else an estimate or transfer)
@@ -65,9 +66,10 @@ def kernel_params(kernel: str, architecture: str) -> KernelParams:
                        source=f"as {like}: {kernel_params(like, architecture).source}")
     if fitted_on:
         fitted = _calibration(fitted_on)["constants"][kernel]
-        c.update({k: fitted.get(k, c[k]) for k in CONSTANTS}, source=f"calibration/{fitted_on}.json")
+        c.update({k: fitted.get(k, c.get(k, 0.0)) for k in CONSTANTS}, source=f"calibration/{fitted_on}.json")
     return KernelParams(kernel, architecture, float(c["stream"]), float(c["fixed_us"]) * 1e-6, float(c["tile_m"]),
-                        float(c["tile_n"]), float(c["split_k"]), float(c["compute"]), float(c["dequant"]),
+                        float(c["tile_n"]), float(c["split_k"]), float(c.get("kloop_ns", 0.0)) * 1e-9,
+                        float(c["compute"]), float(c["dequant"]),
                         fitted_on == architecture, str(c["source"]), relative=fitted_on is not None)
 
 

@@ -11,9 +11,10 @@ operand formats and kernel each row ran and its split:
   of the Ampere family whose numbers no fit ever sees: the transfer error);
 * **calibration**: the rest of the H100 (Hopper constants) and A100 (Ampere constants) rows.
 
-:func:`fit` fits, per (architecture, kernel), the four continuous constants (``fixed_us``,
-``stream``, ``compute``, ``dequant`` for kernels that dequantize per row) by least squares on log
-time, for each tile shape of a small grid, and keeps the best calibration error. The constants
+:func:`fit` fits, per (architecture, kernel), the continuous constants (``fixed_us``, ``stream``,
+``compute``, and ``dequant`` for kernels that dequantize per row) by least squares on log time,
+for each point of a small grid of the discrete ones (tile shape, ``split_k``, ``kloop_ns``), and
+keeps the best calibration error. The constants
 stay physical: a stream or compute fraction never implies more than the datasheet peak.
 """
 
@@ -43,7 +44,8 @@ GPU_DEVICE = {"h100": "h100-sxm", "a100": "a100-80gb", "a40": "a40"}
 HELD_OUT_SHAPES = ("o_proj", "attn_post_proj")
 HELD_OUT_DEVICES = ("a40",)
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128))
-SPLIT_K = (1, 4, 16)
+SPLIT_K = (1, 4)
+KLOOP_NS = (0.0, 1.0, 2.0, 3.0, 4.0)  # a lone wave's k-loop floor: on a grid (inactive floors have no gradient)
 
 
 def gemm_measurements(data_dir: Path) -> pd.DataFrame:
@@ -91,17 +93,19 @@ def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
     max_stream = max_compute = 1.0
     per_row = base.dequant > 0
     best = None
-    for (tm, tn), sk in itertools.product(TILES, SPLIT_K):
+    for (tm, tn), sk, kl in itertools.product(TILES, SPLIT_K, KLOOP_NS):
         def params(x):
-            return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2], dequant=x[3] if per_row else 0.0,
-                           tile_m=float(tm), tile_n=float(tn), split_k=float(sk))
+            return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2], kloop_s=kl * 1e-9,
+                           dequant=x[3] if per_row else 0.0, tile_m=float(tm), tile_n=float(tn), split_k=float(sk))
 
         def resid(x):
             return np.log(predict(cal, {(arch, kern): params(x)}) / cal.time_s.to_numpy())
 
         x0 = [base.fixed_s * 1e6, 0.8, 0.7, base.dequant or 0.1]
         lo, hi = [0.0, 0.2, 0.2, 1e-4], [100.0, max_stream, max_compute, 10.0]
-        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=[1.0, 0.1, 0.1, 0.1], diff_step=1e-3)
+        if not per_row:
+            x0, lo, hi = x0[:3], lo[:3], hi[:3]
+        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=[1.0, 0.1, 0.1, 0.1][:len(x0)], diff_step=1e-3)
         mape = float(np.mean(np.abs(np.exp(r.fun) - 1)) * 100)
         if best is None or mape < best[0]:
             best = (mape, params(r.x))

@@ -17,7 +17,9 @@ come from :func:`workloads.optable.op_counts`, the same compiled code the op tab
 GEMM kernel (hwmodels/kernels.yaml: ``tile_n`` > 0) ``pad`` is tile and wave quantisation: the
 output is ``ceil(m / tile_m) x ceil(n / tile_n)`` tiles run in whole waves over the SMs; a wave of
 fewer tiles than SMs takes one tile's k-loop, split up to ``split_k`` ways over the idle SMs (so a
-GEMV pays for a full tile's rows, and a GEMM one tile past a wave pays for another wave); for other kernels
+GEMV pays for a full tile's rows, and a GEMM one tile past a wave pays for another wave), and a
+lone wave's k-loop takes at least ``k x kloop_s / split`` (its latency-bound pipeline; a GEMM of
+whole waves at least ``k x kloop_s``, so time stays monotone in m); for other kernels
 ``pad = max(M, tile_m) / M`` (the smallest MMA tile). Both are monotone in m, so time never falls
 as batch or context grow. ``stream``, ``fixed_s``, ``compute`` (folded into ``rate``) and
 ``dequant_rate`` are the kernel's constants on the device's architecture (fitted where measured).
@@ -71,16 +73,21 @@ def op_cost(op, low, dev, batch, q, past):
     b_a = ((cnt.in_elems + s_r) * op.abytes + (cnt.out_elems + s_w) * op.obytes) * low.traffic
     b_kv = (cnt.kv_read + cnt.kv_write) * op.kvbytes
     m = cnt.m
+    t_loop = 0.0
     if low.tile_n > 0.0 and m > 0.0 and cnt.n > 0.0:  # a GEMM kernel: whole tiles, in waves over the SMs
         tiles = cnt.count * math.ceil(m / low.tile_m) * math.ceil(cnt.n / low.tile_n)
-        if tiles >= low.sms:  # whole waves
+        if tiles >= low.sms:  # whole waves; none faster than one unsplit latency-bound k-loop
             slots = math.ceil(tiles / low.sms) * low.sms
-        else:  # one wave: each tile's k-loop split up to split_k ways over the idle SMs
-            slots = low.sms / max(1.0, min(low.split_k, math.floor(low.sms / tiles)))
+            t_loop = cnt.k * low.kloop_s
+        else:  # one wave: each tile's k-loop split up to split_k ways over the idle SMs, and no
+            # faster than its latency-bound pipeline (one CTA per SM hides no latency)
+            split = max(1.0, min(low.split_k, math.floor(low.sms / tiles)))
+            slots = low.sms / split
+            t_loop = cnt.k * low.kloop_s / split
         pad = slots * low.tile_m * low.tile_n / (cnt.count * m * cnt.n)
     else:
         pad = low.tile_m / m if m < low.tile_m else 1.0
-    t_c = cnt.flops * pad / low.rate if cnt.flops > 0.0 else 0.0
+    t_c = max(cnt.flops * pad / low.rate, t_loop) if cnt.flops > 0.0 else 0.0
     if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row
         t_c = max(t_c, m * cnt.w_elems / low.dequant_rate)
     t_m = (b_w + b_a + b_kv) / (dev.bandwidth * low.stream)

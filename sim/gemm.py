@@ -68,7 +68,7 @@ def price_gemm(device: str | DeviceSpec, m, n: int, k: int, weight_fmt: str = "b
         per_op = low.per_op.copy()
         r = per_op[0, 0]
         r["rate"], r["stream"] = kernel_rate_stream(dev, UNIT_NAMES[int(r["unit"])], params)
-        r["tile_m"], r["tile_n"], r["split_k"] = params.tile_m, params.tile_n, params.split_k
+        r["tile_m"], r["tile_n"], r["split_k"], r["kloop_s"] = params.tile_m, params.tile_n, params.split_k, params.kloop_s
         r["fixed_s"], r["dequant_rate"] = params.fixed_s, params.dequant * dev.vector_flops
         low = replace(low, per_op=per_op)
     m = np.atleast_1d(np.asarray(m, dtype=float))

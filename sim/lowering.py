@@ -245,7 +245,7 @@ def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, ew: int, fused_
     rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern), rate=rate,
                peak=dev.vector_flops if vector else dev.peak(unit),
                tile_m=kp.tile_m if gemm else (0.0 if vector else dev.eff_m_min), tile_n=kp.tile_n if gemm else 0.0,
-               split_k=kp.split_k, sms=float(dev.compute_units), stream=stream, fixed_s=kp.fixed_s,
+               split_k=kp.split_k, kloop_s=kp.kloop_s, sms=float(dev.compute_units), stream=stream, fixed_s=kp.fixed_s,
                dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0, launches=launches, traffic=traffic,
                glue=glue, glue_fixed_s=kernel_params("pointwise", dev.architecture).fixed_s,
                materialise_scores=0.0 if kern == "flash_attention" else 1.0)
