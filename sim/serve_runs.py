@@ -103,14 +103,30 @@ def _json_default(x):
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
+def kernel_constants_id() -> str:
+    """A hash of the kernel constants, calibrations and engines the cost model prices with: a study
+    priced under other constants (a refit) must not be resumed into."""
+    from importlib import resources
+
+    h = hashlib.sha256()
+    for pkg, rel in (("hwmodels", "kernels.yaml"), ("sim", "engines.yaml")):
+        h.update((resources.files(pkg) / rel).read_bytes())
+    cal = resources.files("hwmodels") / "calibration"
+    for p in sorted(cal.iterdir(), key=lambda p: p.name):
+        if p.name.endswith(".json"):
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def study_settings(spec, device, cfg: ServingConfig, slo: SLO, stream: dict) -> dict:
-    """What identifies a study: model (name and config), device (every number), serving settings,
-    SLO and the request stream's settings."""
+    """What identifies a study: model (name and config), device (every number), the kernel
+    constants (:func:`kernel_constants_id`), serving settings, SLO and the request stream's settings."""
     dev = json.dumps({k: v for k, v in asdict(device).items() if k not in ("sources", "path")}, sort_keys=True,
                      default=str)
     cfg_json = json.dumps(spec.config, sort_keys=True, default=str)
     return dict(model=spec.name, model_config=hashlib.sha256(cfg_json.encode()).hexdigest()[:16],
                 device=device.name, device_numbers=hashlib.sha256(dev.encode()).hexdigest()[:16],
+                kernel_constants=kernel_constants_id(),
                 serving=json.loads(json.dumps(asdict(cfg))), slo=asdict(slo), stream=stream)  # as a journal reads it
 
 

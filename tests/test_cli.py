@@ -210,3 +210,24 @@ def test_core_verbs_need_only_declared_dependencies():
                   if not any(d.lower().replace("_", "-") in declared for d in dists.get(m, [m]))}
     assert not undeclared, f"imported but not declared in pyproject dependencies: {undeclared}"
     assert "tqdm" in used  # the serving progress bar: once missing from the core install
+
+
+def test_gemm_verb_names_its_kernel_and_speed_up(capsys, tmp_path):
+    csv = tmp_path / "g.csv"
+    code, out, _ = run(capsys, "gemm", "-d", "h100-sxm", "-m", "1,16,4096", "-n", "4096", "-k", "4096",
+                       "-w", "int4_g128", "-a", "bf16", "--kernel", "tinygemm", "--csv", str(csv))
+    assert code == 0 and "kernel tinygemm on the bf16 unit, calibrated" in out
+    df = pd.read_csv(csv)
+    assert list(df.m) == [1, 16, 4096] and df.speedup_vs_bf16.iloc[0] > 1.3 and df.speedup_vs_bf16.iloc[1] < 1
+    code, out, _ = run(capsys, "gemm", "-d", "b200", "-m", "1", "-n", "4096", "-k", "4096")
+    assert code == 0 and "UNCALIBRATED" in out
+
+
+def test_latency_reports_engine_and_kernels(capsys, tmp_path):
+    csv = tmp_path / "l.csv"
+    code, out, err = run(capsys, "latency", "-m", "llama-2-7b", "-d", "h100-sxm,b200", "-p", "w4a16", "--engine",
+                         "eager", "--kernel", "w4a16=tinygemm", "--csv", str(csv))
+    assert code == 0 and "engine eager" in out and "not fitted on the architecture of b200" in err
+    df = pd.read_csv(csv)
+    assert set(df.engine) == {"eager"} and set(df.gemm_kernels) == {"cublas+tinygemm"}
+    assert df.set_index("device").calibrated.to_dict() == {"h100-sxm": True, "b200": False}
