@@ -34,8 +34,11 @@ KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant")  # + fixe
 
 def _write_calibration(fitted: dict, err: pd.DataFrame) -> None:
     for arch in sorted({a for a, _ in fitted}):
+        path = ROOT / "hwmodels" / "calibration" / f"{arch}.json"
+        kept = json.loads(path.read_text())["constants"] if path.exists() else {}  # kernels not refitted now
         doc = dict(architecture=arch, command="python benchmarks/fidelity.py --fit",
-                   note="fractions of the datasheet peaks (peak_tflops of the unit, memory_bandwidth_tbs)", constants={})
+                   note="fractions of the datasheet peaks (peak_tflops of the unit, memory_bandwidth_tbs)",
+                   constants={k: v for k, v in kept.items() if (arch, k) not in fitted})
         for (a, kern), (cal_mape, p) in sorted(fitted.items()):
             if a != arch:
                 continue
@@ -49,7 +52,7 @@ def _write_calibration(fitted: dict, err: pd.DataFrame) -> None:
                 n_fitted=int((~rows.held_out).sum()), calibration_mape_pct=round(cal_mape, 2),
                 held_out_mape_pct={f"{d} {k}": round(float(g.abs_err_pct.mean()), 2)
                                    for (d, k), g in rows[rows.held_out].groupby(["device", "label"])})
-        path = ROOT / "hwmodels" / "calibration" / f"{arch}.json"
+        doc["constants"] = dict(sorted(doc["constants"].items()))
         path.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {path}")
 
@@ -92,11 +95,12 @@ def e2e(engine: str) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fit", action="store_true", help="refit and write hwmodels/calibration/*.json")
+    ap.add_argument("--only", choices=("gemm", "ops"), help="with --fit: refit only these kernels (keep the others)")
     args = ap.parse_args()
     gm = gemm_measurements(DATA).assign(label=lambda x: x.kind)
     om = op_measurements(DATA).assign(label=lambda x: x.op)
     if args.fit:
-        fitted = fit(gm) | fit_ops(om)
+        fitted = (fit(gm) if args.only != "ops" else {}) | (fit_ops(om) if args.only != "gemm" else {})
         params = {key: p for key, (_, p) in fitted.items()}
         err = pd.concat([errors(gm, predict(gm, params)), errors(om, predict_ops(om, params))], ignore_index=True)
         _write_calibration(fitted, err)

@@ -153,7 +153,7 @@ VIDUR_OPS = {
     "post_attention_layernorm": ("norm", _vector("norm", 4 * H, H, H, H)),
     "attn_rope": ("rotary", _vector("rotary", 3 * 2 * H, 2 * H, 2 * H)),
     "add": ("pointwise", _vector("residual", H, 2 * H, H)),
-    "attn_decode": ("flash_attention", _attention()),
+    "attn_decode": ("paged_decode", _attention()),
     "attn_prefill": ("flash_attention", _attention()),
 }
 HELD_OUT_OPS = ("post_attention_layernorm",)
@@ -198,7 +198,10 @@ def predict_ops(df: pd.DataFrame, params: dict | None = None) -> np.ndarray:
             per_op = low.per_op.copy()
             for j in range(per_op.shape[1]):
                 r = per_op[0, j]
-                if KERNEL_NAMES[int(r["kernel"])] == kern:
+                if kern == "paged_decode" and KERNEL_NAMES[int(r["kernel"])] == "flash_attention":
+                    r["dec_rate"], r["dec_stream"] = kernel_rate_stream(d, UNIT_NAMES[int(r["unit"])], p)
+                    r["dec_fixed_s"] = p.fixed_s
+                elif KERNEL_NAMES[int(r["kernel"])] == kern:
                     r["rate"], r["stream"] = kernel_rate_stream(d, UNIT_NAMES[int(r["unit"])], p)
                     r["fixed_s"] = p.fixed_s
             low = replace(low, per_op=per_op)

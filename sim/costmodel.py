@@ -57,9 +57,11 @@ _interpret_left = [INTERPRET_BUDGET]
 
 
 @numba.njit(inline="always")
-def launch_time(low, dev):
-    """Launches and fixed costs of one op instance: its own kernels and the engine's glue kernels."""
-    return low.launches * (dev.launch_s + low.fixed_s) + low.glue * (dev.launch_s + low.glue_fixed_s)
+def launch_time(low, dev, q):
+    """Launches and fixed costs of one op instance: its own kernels and the engine's glue kernels
+    (a decode step of fused attention runs the paged-decode kernel, with its own fixed cost)."""
+    fixed = low.dec_fixed_s if q <= 1.0 and low.dec_stream > 0.0 else low.fixed_s
+    return low.launches * (dev.launch_s + fixed) + low.glue * (dev.launch_s + low.glue_fixed_s)
 
 
 @numba.njit(inline="always")
@@ -87,11 +89,14 @@ def op_cost(op, low, dev, batch, q, past):
         pad = slots * low.tile_m * low.tile_n / (cnt.count * m * cnt.n)
     else:
         pad = low.tile_m / m if m < low.tile_m else 1.0
-    t_c = max(cnt.flops * pad / low.rate, t_loop) if cnt.flops > 0.0 else 0.0
+    rate, stream = low.rate, low.stream
+    if q <= 1.0 and low.dec_stream > 0.0:  # fused attention of one new token: the paged-decode kernel
+        rate, stream = low.dec_rate, low.dec_stream
+    t_c = max(cnt.flops * pad / rate, t_loop) if cnt.flops > 0.0 else 0.0
     if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row
         t_c = max(t_c, m * cnt.w_elems / low.dequant_rate)
-    t_m = (b_w + b_a + b_kv) / (dev.bandwidth * low.stream)
-    t_l = launch_time(low, dev)
+    t_m = (b_w + b_a + b_kv) / (dev.bandwidth * stream)
+    t_l = launch_time(low, dev, q)
     t = max(t_c, t_m) + t_l
     mem_bound = t_m >= t_c
     return Cost(time=t, t_compute=t_c, t_memory=t_m, t_launch=t_l, time_memory_bound=t if mem_bound else 0.0,
@@ -177,7 +182,8 @@ def iteration_kernel(ops, low, device, batch, pre_q, pre_past, result):
                 r = op_cost(op, lj, dev, 1.0, pre_q[i], pre_past[i])
                 t += max(r.t_compute, r.t_memory)
                 f += r.flops
-            t_sum += (t + launch_time(lj, dev)) * op.repeat
+            q_any = 1.0 if it.n_decode > 0 and pre_q.shape[0] == 0 else 2.0  # a decode-only step runs paged decode
+            t_sum += (t + launch_time(lj, dev, q_any)) * op.repeat
         else:
             r = op_cost(op, lj, dev, it.seqs, it.tokens / it.seqs, 0.0)
             t_sum += r.time * op.repeat

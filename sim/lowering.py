@@ -222,8 +222,9 @@ def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: t
 def kernel_rate_stream(dev: DeviceSpec, unit: str, kp) -> tuple[float, float]:
     """(achieved FLOP/s, streaming factor on the device's achieved bandwidth) of kernel ``kp`` on ``unit``.
 
-    Fitted constants (``kp.relative``: fitted here or transferred) are fractions of the **datasheet** peaks, so that a device
-    of the same architecture that was never measured scales them by its own datasheet numbers;
+    Fitted constants (``kp.relative``: fitted here or transferred) are fractions of the **datasheet**
+    peaks, so that a device of the same architecture that was never measured scales them by its own
+    datasheet numbers;
     estimated ones multiply the device file's efficiencies (the uncalibrated roofline)."""
     if unit == VECTOR_UNIT:
         return dev.vector_flops * dev.eff_vector * kp.compute, (kp.stream / dev.eff_memory if kp.relative else kp.stream)
@@ -248,10 +249,15 @@ def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, ew: int, fused_
                split_k=kp.split_k, kloop_s=kp.kloop_s, sms=float(dev.compute_units), stream=stream, fixed_s=kp.fixed_s,
                dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0, launches=launches, traffic=traffic,
                glue=glue, glue_fixed_s=kernel_params("pointwise", dev.architecture).fixed_s,
+               dec_rate=0.0, dec_stream=0.0, dec_fixed_s=0.0,
                materialise_scores=0.0 if kern == "flash_attention" else 1.0)
+    if kern == "flash_attention":  # a decode step runs the paged-decode kernel instead
+        dp = kernel_params("paged_decode", dev.architecture)
+        dec_rate, dec_stream = kernel_rate_stream(dev, unit, dp)
+        rec.update(dec_rate=dec_rate, dec_stream=dec_stream, dec_fixed_s=dp.fixed_s)
     return tuple(rec[f] for f in LOWERED_DTYPE.names)
 
 
-__all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "gemm_class", "gemm_runs", "parse_kernel_choices", "check_choices_used",
-           "kernel_rate_stream", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES",
-           "VECTOR_UNIT", "KIND_NAMES"]
+__all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "gemm_class", "gemm_runs", "parse_kernel_choices",
+           "check_choices_used", "kernel_rate_stream", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES", "VECTOR_UNIT",
+           "KIND_NAMES"]
