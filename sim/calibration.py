@@ -179,11 +179,10 @@ def op_measurements(data_dir: Path) -> pd.DataFrame:
 
 def predict_ops(df: pd.DataFrame, params: dict | None = None) -> np.ndarray:
     """Model kernel time (s, no launch: profiler kernel times) of every row of :func:`op_measurements`."""
-    from hwmodels.kernels import kernel_params
     from quant.precision import preset_map
     from sim.assign import assign_table
     from sim.costmodel import price
-    from sim.lowering import KERNEL_NAMES, UNIT_NAMES, kernel_rate_stream, lower
+    from sim.lowering import lower, with_kernel_params
     from workloads.optable import table_from_rows
 
     df = df.reset_index(drop=True)
@@ -192,19 +191,8 @@ def predict_ops(df: pd.DataFrame, params: dict | None = None) -> np.ndarray:
     for (dev, op), g in df.groupby(["device", "op"], sort=False):
         d = replace(load_device(dev), launch_s=0.0, launch_eager_s=0.0)
         low = lower(assign_table(table_from_rows(VIDUR_OPS[op][1]), fp16), [d])
-        kern = VIDUR_OPS[op][0]
-        p = (params or {}).get((d.architecture, kern))
-        if p is not None:
-            per_op = low.per_op.copy()
-            for j in range(per_op.shape[1]):
-                r = per_op[0, j]
-                if kern == "paged_decode" and KERNEL_NAMES[int(r["kernel"])] == "flash_attention":
-                    r["dec_rate"], r["dec_stream"] = kernel_rate_stream(d, UNIT_NAMES[int(r["unit"])], p)
-                    r["dec_fixed_s"] = p.fixed_s
-                elif KERNEL_NAMES[int(r["kernel"])] == kern:
-                    r["rate"], r["stream"] = kernel_rate_stream(d, UNIT_NAMES[int(r["unit"])], p)
-                    r["fixed_s"] = p.fixed_s
-            low = replace(low, per_op=per_op)
+        if params:
+            low = with_kernel_params(low, params)
         out[g.index.to_numpy()] = price(low, device=0, batch=g.batch.to_numpy(), q=g.q.to_numpy(),
                                         past=g.past.to_numpy())["time"]
     return out

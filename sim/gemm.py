@@ -7,7 +7,7 @@ projection at the same shape cost the same. ``m`` may be an array.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from quant.formats import parse_format
 from quant.precision import OpFormats, PrecisionMap
 from sim.assign import assign_table
 from sim.costmodel import price
-from sim.lowering import KERNEL_NAMES, UNIT_NAMES, gemm_class, kernel_rate_stream, lower
+from sim.lowering import KERNEL_NAMES, UNIT_NAMES, gemm_class, lower, with_kernel_params
 from workloads.optable import LINEAR, table_from_rows
 
 
@@ -65,12 +65,7 @@ def price_gemm(device: str | DeviceSpec, m, n: int, k: int, weight_fmt: str = "b
     kern = KERNEL_NAMES[int(low.per_op["kernel"][0, 0])]
     kp = params or kernel_params(kern, dev.architecture)
     if params is not None:
-        per_op = low.per_op.copy()
-        r = per_op[0, 0]
-        r["rate"], r["stream"] = kernel_rate_stream(dev, UNIT_NAMES[int(r["unit"])], params)
-        r["tile_m"], r["tile_n"], r["split_k"], r["kloop_s"] = params.tile_m, params.tile_n, params.split_k, params.kloop_s
-        r["fixed_s"], r["dequant_rate"] = params.fixed_s, params.dequant * dev.vector_flops
-        low = replace(low, per_op=per_op)
+        low = with_kernel_params(low, {(dev.architecture, kern): params})
     m = np.atleast_1d(np.asarray(m, dtype=float))
     ct = price(low, device=0, batch=m, q=1.0, past=0.0, detail=True)
     tc, tm = ct.detail["t_compute"][:, 0], ct.detail["t_memory"][:, 0]

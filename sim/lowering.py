@@ -233,31 +233,62 @@ def kernel_rate_stream(dev: DeviceSpec, unit: str, kp) -> tuple[float, float]:
     return dev.peak(unit) * dev.compute_efficiency(unit) * kp.compute, kp.stream
 
 
+def _kernel_fields(dev: DeviceSpec, unit: str, kind: int, kp) -> dict:
+    """The LOWERED fields that come from a kernel's constants ``kp`` for an op of ``kind`` on ``unit``."""
+    rate, stream = kernel_rate_stream(dev, unit, kp)
+    gemm = kind in (LINEAR, EXPERT)  # a GEMM kernel family: tiles, waves, dequantization
+    return dict(rate=rate, stream=stream, fixed_s=kp.fixed_s, split_k=kp.split_k, kloop_s=kp.kloop_s,
+                tile_m=kp.tile_m if gemm else (0.0 if unit == VECTOR_UNIT else dev.eff_m_min),
+                tile_n=kp.tile_n if gemm else 0.0, dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0)
+
+
+def _decode_fields(dev: DeviceSpec, unit: str, dp) -> dict:
+    """The paged-decode kernel's fields of a fused-attention op (a decode step runs it instead)."""
+    rate, stream = kernel_rate_stream(dev, unit, dp)
+    return dict(dec_rate=rate, dec_stream=stream, dec_fixed_s=dp.fixed_s)
+
+
 def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, ew: int, fused_attention: bool, choices: dict,
               engine: str) -> tuple:
     """One LOWERED_DTYPE record (as a tuple in field order) for an op of this kind and formats."""
     unit, kern = op_unit_kernel(dev, kind, weight, act, fused_attention, choices, ew, engine)
-    vector = unit == VECTOR_UNIT
-    kp = kernel_params(kern, dev.architecture)
-    rate, stream = kernel_rate_stream(dev, unit, kp)
-    gemm = kind in (LINEAR, EXPERT)  # a GEMM kernel family: tiles, waves, dequantization
     launches, traffic = ew_plan(engine, ew)[1:] if kind == VECTOR else (_launches(kind, kern), 1.0)
     glue = attention_glue(engine) if kind == QK else 0.0  # KV-cache writes, layout copies: once per layer
-    rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern), rate=rate,
-               peak=dev.vector_flops if vector else dev.peak(unit),
-               tile_m=kp.tile_m if gemm else (0.0 if vector else dev.eff_m_min), tile_n=kp.tile_n if gemm else 0.0,
-               split_k=kp.split_k, kloop_s=kp.kloop_s, sms=float(dev.compute_units), stream=stream, fixed_s=kp.fixed_s,
-               dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0, launches=launches, traffic=traffic,
-               glue=glue, glue_fixed_s=kernel_params("pointwise", dev.architecture).fixed_s,
+    rec = dict(unit=UNIT_NAMES.index(unit), kernel=KERNEL_NAMES.index(kern),
+               peak=dev.vector_flops if unit == VECTOR_UNIT else dev.peak(unit), sms=float(dev.compute_units),
+               launches=launches, traffic=traffic, glue=glue,
+               glue_fixed_s=kernel_params("pointwise", dev.architecture).fixed_s,
                dec_rate=0.0, dec_stream=0.0, dec_fixed_s=0.0,
-               materialise_scores=0.0 if kern == "flash_attention" else 1.0)
-    if kern == "flash_attention":  # a decode step runs the paged-decode kernel instead
-        dp = kernel_params("paged_decode", dev.architecture)
-        dec_rate, dec_stream = kernel_rate_stream(dev, unit, dp)
-        rec.update(dec_rate=dec_rate, dec_stream=dec_stream, dec_fixed_s=dp.fixed_s)
+               materialise_scores=0.0 if kern == "flash_attention" else 1.0,
+               **_kernel_fields(dev, unit, kind, kernel_params(kern, dev.architecture)))
+    if kern == "flash_attention":
+        rec.update(_decode_fields(dev, unit, kernel_params("paged_decode", dev.architecture)))
     return tuple(rec[f] for f in LOWERED_DTYPE.names)
 
 
+def with_kernel_params(lowered: Lowered, params: dict) -> Lowered:
+    """``lowered`` with other constants for some kernels: ``params`` maps (architecture, kernel) ->
+    KernelParams (what a calibration fit varies). ``paged_decode`` constants go to the decode fields
+    of fused-attention ops."""
+    per_op = lowered.per_op.copy()
+    for d, dev in enumerate(lowered.devices):
+        for j, kind in enumerate(lowered.ops["kind"]):
+            r = per_op[d, j]
+            kern, unit = KERNEL_NAMES[int(r["kernel"])], UNIT_NAMES[int(r["unit"])]
+            kp = params.get((dev.architecture, kern))
+            if kp is not None:
+                for f, v in _kernel_fields(dev, unit, int(kind), kp).items():
+                    r[f] = v
+            dp = params.get((dev.architecture, "paged_decode")) if kern == "flash_attention" else None
+            if dp is not None:
+                for f, v in _decode_fields(dev, unit, dp).items():
+                    r[f] = v
+    per_op.setflags(write=False)
+    from dataclasses import replace
+
+    return replace(lowered, per_op=per_op)
+
+
 __all__ = ["lower", "Lowered", "compute_unit", "op_unit_kernel", "gemm_class", "gemm_runs", "parse_kernel_choices",
-           "check_choices_used", "kernel_rate_stream", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES", "VECTOR_UNIT",
+           "check_choices_used", "kernel_rate_stream", "with_kernel_params", "KERNELS", "KERNEL_NAMES", "UNIT_NAMES", "VECTOR_UNIT",
            "KIND_NAMES"]

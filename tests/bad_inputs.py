@@ -54,6 +54,8 @@ CASES = [
     (["latency", "-m", "llama-2-7b", "-d", "{tmp}/dev_nan.yaml"], 2, "finite number"),
     (["latency", "-m", "llama-2-7b", "-d", "{tmp}/dev_neg.yaml"], 2, "must be > 0"),
     (["latency", "-m", "llama-2-7b", "-d", "{tmp}/dev_nosource.yaml"], 2, "needs a 'source'"),
+    (["latency", "-m", "llama-2-7b", "-d", "{tmp}/dev_arch.yaml"], 2, "unknown architecture 'volta'"),
+    (["gemm", "-d", "{tmp}/dev_arch.yaml", "-m", "1", "-n", "8", "-k", "8"], 2, "unknown architecture 'volta'"),
     (["latency", "-m", "llama-2-7b", "-d", "{tmp}/dev_badsource.yaml"], 2, "not listed under 'sources'"),
     (["latency", "-m", "llama-2-7b", "-d", "{tmp}/dev_unit.yaml"], 2, "unknown compute unit"),
     (["latency", "-m", "llama-2-7b", "-d", "{tmp}/dev_accepts.yaml"], 2, "unknown unit key"),
@@ -276,6 +278,7 @@ def make_files(tmp: Path) -> None:
     device("dev_nan", lambda d: d["memory_bandwidth_tbs"].update(value=float("nan")))
     device("dev_neg", lambda d: d["memory_capacity_gb"].update(value=-80))
     device("dev_nosource", lambda d: d["memory_capacity_gb"].pop("source"))
+    device("dev_arch", lambda d: d.update(architecture="volta"))
     device("dev_badsource", lambda d: d["memory_capacity_gb"].update(source="NOPE"))
     device("dev_unit", lambda d: d["peak_tflops"].update(bf17={"value": 1, "source": d["peak_tflops"]["bf16"]["source"]}))
     device("dev_accepts", lambda d: d["peak_tflops"]["bf16"].update(accepts=["bf16", "mxnit4_32"]))
