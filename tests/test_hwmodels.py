@@ -152,3 +152,12 @@ def test_loading_is_memoised_on_content(tmp_path):
     doc["memory_bandwidth_tbs"]["value"] = 1.5
     _write(tmp_path, doc)
     assert load_device(p).bandwidth == 1.5e12  # an edited file is never served stale
+
+
+def test_devices_table_says_where_kernel_constants_come_from():
+    from hwmodels.listing import devices_table
+
+    t = devices_table().set_index("device")
+    assert t.loc["h200", "architecture"] == "hopper" and t.loc["h200", "kernels"] == "hopper fit"
+    assert t.loc["a40", "kernels"] == "ampere fit"
+    assert t.loc["b200", "kernels"] == "hopper fit, transferred"
