@@ -87,6 +87,17 @@ def cmd_latency(args) -> int:
     return 0
 
 
+def _kernel_line(spec, device, maps, cfg) -> str:
+    """``bf16: cublas, w4a16: cublas+marlin`` (and ``(uncalibrated)`` where the constants are not fitted
+    on the device's architecture): what a serve study's iterations are priced with."""
+    from sim.costmodel import assign, lower
+    from sim.latency import gemm_kernels
+
+    lws = [lower(assign(spec, m), [device], cfg.eager, kernels=dict(cfg.kernels), engine=cfg.engine) for m in maps]
+    names, cal = gemm_kernels(lws, [device])
+    return ", ".join(f"{m.name}: {n}{'' if c else ' (uncalibrated)'}" for m, n, c in zip(maps, names[:, 0], cal[:, 0]))
+
+
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -167,6 +178,8 @@ def cmd_serve(args) -> int:
 
             found, df = run_max_qps(spec, device, maps, stream, cfg, slo, journal, args.attainment,
                                     progress=probe_line)
+            print(f"{spec.name} on {args.replicas} x {device.name}; engine {cfg.engine}; GEMM kernels "
+                  f"{_kernel_line(spec, device, maps, cfg)}")
             for name, res in found:
                 bound = "at least " if res.capped else ""
                 cap = " (the search reached its cap: the true maximum is higher)" if res.capped else ""
@@ -193,7 +206,7 @@ def cmd_serve(args) -> int:
                     "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "batch_mean",
                     "kv_util_mean", "preemptions", "mfu", "kv_capacity_tokens"]
             print(f"{spec.name} on {args.replicas} x {device.name}, {args.scheduler} scheduler; SLO TTFT {slo.ttft_s} s, "
-                  f"TPOT {slo.tpot_s} s")
+                  f"TPOT {slo.tpot_s} s; engine {cfg.engine}; GEMM kernels {_kernel_line(spec, device, maps, cfg)}")
             show(df[cols], floatfmt="{:,.4g}")
             unsustained = df[~df.sustained]
             if len(unsustained):

@@ -231,3 +231,10 @@ def test_latency_reports_engine_and_kernels(capsys, tmp_path):
     df = pd.read_csv(csv)
     assert set(df.engine) == {"eager"} and set(df.gemm_kernels) == {"cublas+tinygemm"}
     assert df.set_index("device").calibrated.to_dict() == {"h100-sxm": True, "b200": False}
+
+
+def test_serve_names_its_engine_and_kernels(capsys):
+    code, out, _ = run(capsys, "serve", "-m", "smollm2-135m", "-d", "h100-sxm", "-p", "bf16,w4a16", "--qps", "2",
+                       "--requests", "10", "--engine", "eager")
+    assert code == 0 and "engine eager" in out and "w4a16: cublas+marlin (uncalibrated)" in out
+    assert "bf16: cublas," in out
