@@ -106,8 +106,8 @@ def main() -> None:
         _write_calibration(fitted, err)
         _clear_memos()
     ge, oe = errors(gm, predict(gm)), errors(om, predict_ops(om))
-    ge["region"] = [price_gemm(d, [m], n, k, w, a, kern).bound[0] for d, m, n, k, w, a, kern in
-                    ge[["device", "m", "n", "k", "weight_fmt", "act_fmt", "kernel"]].itertuples(index=False)]
+    ge["region"] = [price_gemm(d, [m], n, k, w, a, kern, out_fmt=o).bound[0] for d, m, n, k, w, a, kern, o in
+                    ge[["device", "m", "n", "k", "weight_fmt", "act_fmt", "kernel", "out_fmt"]].itertuples(index=False)]
     gh, oh = ge[ge.held_out], oe[oe.held_out]
     res = dict(split="held out: the o_proj GEMM shape and the post-attention norm, every fourth size, the A40 "
                      "entirely; never fitted",

@@ -63,6 +63,7 @@ def gemm_measurements(data_dir: Path) -> pd.DataFrame:
     df["n"] = [shapes[o][0] for o in df.op]
     df["k"] = [shapes[o][1] for o in df.op]
     df["weight_fmt"], df["act_fmt"], df["kernel"] = zip(*[KINDS[k] for k in df.kind])
+    df["out_fmt"] = np.where(df.kind == "int8", "fp32", "bf16")  # torch._int_mm writes int32: 4 bytes
     df["architecture"] = [load_device(d).architecture for d in df.device]
     rank = df.groupby(["device", "kind", "op"]).m.rank(method="dense").astype(int)
     df["held_out"] = df.op.isin(HELD_OUT_SHAPES) | (rank % 4 == 0) | df.device.isin(HELD_OUT_DEVICES)
@@ -77,6 +78,7 @@ def predict(df: pd.DataFrame, params: dict | None = None) -> np.ndarray:
         d = load_device(dev)
         p = (params or {}).get((d.architecture, kern))
         c = price_gemm(d, g.m.to_numpy(), int(g.n.iloc[0]), int(g.k.iloc[0]), g.weight_fmt.iloc[0], g.act_fmt.iloc[0],
+                       out_fmt=g.out_fmt.iloc[0],
                        kernel=kern, params=p)
         out[g.index.to_numpy()] = c.time_s
     return out
