@@ -28,6 +28,8 @@ from sim.gemm import price_gemm
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data" / "measured"
 E2E = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_hf.csv"
+#: measured with ``benchmarks/gpu/e2e_llama.py --compile`` (not yet: no GPU lent since): what the fused engine is held against
+E2E_FUSED = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_hf_compiled.csv"
 OUT = ROOT / "benchmarks" / "results"
 KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant")  # + fixed_us, kloop_ns
 
@@ -65,7 +67,7 @@ def _clear_memos() -> None:
     lowering._MEMO.clear()
 
 
-def e2e(engine: str) -> pd.DataFrame:
+def e2e(engine: str, path: Path = E2E) -> pd.DataFrame:
     """Whole Llama-2-7B passes (transformers on an H100, measured for mpqsim) vs the model: prefill
     kernel time without launches, CUDA-graph decode wall time with graph launches."""
     from hwmodels.spec import load_device
@@ -75,7 +77,7 @@ def e2e(engine: str) -> pd.DataFrame:
     from sim.lowering import lower
     from workloads.models import load_model
 
-    d = pd.read_csv(E2E)
+    d = pd.read_csv(path)
     model = assign(load_model("llama-2-7b"), preset_map("bf16"))
     dev = load_device("h100-sxm")
     out = []
@@ -116,7 +118,8 @@ def main() -> None:
                ops_held_out=summarise(oh, ["device", "kernel"]).to_dict("records"),
                gemm_calibration=summarise(ge[~ge.held_out], ["device", "kind"]).to_dict("records"),
                ops_calibration=summarise(oe[~oe.held_out], ["device", "kernel"]).to_dict("records"))
-    ee = pd.concat([e2e("eager"), e2e("fused")], ignore_index=True)
+    ee = pd.concat([e2e("eager"), e2e("fused")] + ([e2e("fused", E2E_FUSED).assign(measured="compiled")]
+                                                    if E2E_FUSED.exists() else []), ignore_index=True)
     res["llama2_7b_h100_transformers"] = ee.to_dict("records")
     for key in ("gemm_held_out", "gemm_held_out_by_region", "ops_held_out", "gemm_calibration", "ops_calibration"):
         print(f"{key}:")

@@ -1,7 +1,11 @@
 """Measure end-to-end Llama-2-7B prefill and decode on a real GPU (random weights, bf16).
 
 Run on a GPU machine (needs torch and transformers):
-    python3 benchmarks/gpu/e2e_llama.py --out DIR [--model llama-2-7b] [--batches 1,8,64]
+    python3 benchmarks/gpu/e2e_llama.py --out DIR [--model llama-2-7b] [--batches 1,8,64] [--compile]
+
+``--compile`` runs the model through ``torch.compile`` (Inductor fuses the norms, rotary embedding,
+SiLU-and-multiply and residual adds: the measurement mpqsim's ``fused`` engine is held against)
+and writes e2e_<model>_compiled.csv; without it the transformers eager engine (e2e_<model>.csv).
 
 The model is built from mpqsim's bundled config with random weights (nothing is downloaded),
 attention through PyTorch SDPA. For each batch size it times:
@@ -95,6 +99,7 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8,64")
     ap.add_argument("--prompt", type=int, default=1024)
     ap.add_argument("--context", type=int, default=1024)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (a fused engine)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +113,8 @@ def main() -> None:
     torch.set_default_dtype(torch.float32)  # bf16 only for the weights (a bf16 default breaks StaticCache)
     model.eval()
     model.config._attn_implementation = "sdpa"
+    if args.compile:  # Inductor fuses the element-wise ops; shapes are static per batch size
+        model.forward = torch.compile(model.forward, dynamic=False)
     rows = []
     gen = torch.Generator(device="cuda").manual_seed(0)
     with torch.inference_mode():
@@ -143,7 +150,10 @@ def main() -> None:
             torch.cuda.empty_cache()
     import csv
 
-    with open(out / f"e2e_{args.model}.csv", "w", newline="") as f:
+    engine = "compiled" if args.compile else "eager"
+    for r in rows:
+        r["engine"] = engine
+    with open(out / f"e2e_{args.model}{'_compiled' if args.compile else ''}.csv", "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)
@@ -153,8 +163,9 @@ def main() -> None:
     (out / "env.json").write_text(json.dumps(dict(
         gpu=props.name, sms=props.multi_processor_count, memory_gib=props.total_memory / 2**30,
         torch=torch.__version__, cuda=torch.version.cuda, transformers=transformers.__version__,
-        model=args.model, dtype="bfloat16", attention="sdpa", command="python3 benchmarks/gpu/e2e_llama.py "
-        f"--out DIR --model {args.model} --batches {args.batches}"), indent=1))
+        model=args.model, dtype="bfloat16", attention="sdpa", engine=engine,
+        command="python3 benchmarks/gpu/e2e_llama.py "
+        f"--out DIR --model {args.model} --batches {args.batches}{' --compile' if args.compile else ''}"), indent=1))
 
 
 if __name__ == "__main__":
