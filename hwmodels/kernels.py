@@ -21,7 +21,7 @@ _DOC = yaml.safe_load((resources.files("hwmodels") / "kernels.yaml").read_text()
 KERNEL_FAMILIES: dict[str, dict] = _DOC["kernels"]
 DEFAULTS: dict[str, str] = _DOC["defaults"]
 ARCHITECTURES: tuple[str, ...] = tuple(_DOC["constants"])
-RUNS = ("native", "native_scaled", "weight_only", "upcast")
+RUNS = ("native", "native_scaled", "weight_only", "upcast", "block_scaled")
 CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "kloop_ns", "compute", "dequant")
 
 

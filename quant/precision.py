@@ -57,6 +57,9 @@ PRESETS: dict[str, dict] = {
                  default=("fp32", "fp32")),
     "fp8": dict(doc="FP8 e4m3 weights and activations, per-tensor scales (vLLM fp8); bf16 attention and KV",
                 linear=("fp8_e4m3", "fp8_e4m3"), attention=("bf16", "bf16"), kv="bf16"),
+    "fp8-block": dict(doc="FP8 e4m3 weights and activations with one scale per 128 elements along k "
+                           "(DeepSeek-V3 / vLLM block fp8); bf16 attention and KV",
+                      linear=("fp8_e4m3_g128", "fp8_e4m3_g128"), attention=("bf16", "bf16"), kv="bf16"),
     "fp8-kv8": dict(doc="fp8 plus an fp8 e4m3 KV cache and fp8 attention",
                     linear=("fp8_e4m3", "fp8_e4m3"), attention=("fp8_e4m3", "fp8_e4m3"), kv="fp8_e4m3"),
     "w8a8": dict(doc="INT8 per-channel weights, per-tensor INT8 activations (SmoothQuant-style)",

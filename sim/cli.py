@@ -76,10 +76,13 @@ def cmd_latency(args) -> int:
     print(f"{spec.name}: prefill {args.prompt} tokens"
           f"{f' in chunks of {args.chunk}' if args.chunk else ''}, one decode step at context "
           f"{args.context}; times for the whole batch, GB = 1e9 bytes; engine {args.engine}")
-    uncal = sorted(set(df.loc[~df.calibrated, "device"]))
+    from hwmodels.kernels import kernel_params
+
+    uncal = sorted({f"{k} on {d.name}" for d in devices for r in df[~df.calibrated & (df.device == d.name)].itertuples()
+                    for k in r.gemm_kernels.split("+") if not kernel_params(k, d.architecture).calibrated})
     if uncal:
-        print(f"note: GEMM kernel constants not fitted on the architecture of {', '.join(uncal)} "
-              "(estimated or transferred; see benchmarks/fidelity.py)", file=sys.stderr)
+        print(f"note: GEMM kernel constants not fitted on the device's architecture (estimated or transferred; "
+              f"see benchmarks/fidelity.py): {', '.join(uncal)}", file=sys.stderr)
     show(df[cols])
     if not df["fits"].all():
         print("note: rows with fits=False need more memory than the device has", file=sys.stderr)

@@ -79,12 +79,22 @@ def gemm_class(weight: str, act: str) -> str:
     return f"w{parse_format(weight).element_bits}a{parse_format(act).element_bits}"
 
 
+def _block_fp8(device: DeviceSpec, w, a) -> bool:
+    """fp8 operands with per-group scales along k (DeepSeek-style 1x128 / 128x128 blocks) on a device
+    with fp8 tensor cores: they run there, the scales applied per k-block (not up-cast)."""
+    return ("fp8" in device.units and all(f.family == "fp" and f.element_bits == 8 for f in (w, a))
+            and "group" in (w.granularity, a.granularity))
+
+
 def gemm_runs(device: DeviceSpec, unit: str, weight: str, act: str) -> str:
     """How a GEMM runs (a key of hwmodels/kernels.yaml ``defaults``): ``native`` (a unit takes both
     formats, per-tensor or MX block scales), ``native_scaled`` (fp8/int8 with per-row/column or
     group scales applied in the epilogue), ``weight_only`` (low weights, 16-bit activations: a
-    mixed-input kernel), ``upcast`` (both low, no unit for them: dequantized to the 16-bit unit)."""
+    mixed-input kernel), ``upcast`` (both low, no unit for them: dequantized to the 16-bit unit),
+    ``block_scaled`` (fp8 with per-group scales on the fp8 unit)."""
     w, a = parse_format(weight), parse_format(act)
+    if _block_fp8(device, w, a):
+        return "block_scaled"
     if _native(device, unit, weight, act):
         scaled = {w.granularity, a.granularity} & {"channel", "group"} and w.family not in ("mxint", "mxfp")
         return "native_scaled" if scaled else "native"
@@ -107,6 +117,8 @@ def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_a
         kern = ew_plan(engine, ew)[0]
     else:
         runs = gemm_runs(device, unit, weight, act)
+        if runs == "block_scaled":
+            unit = "fp8"
         kern = default_kernel(runs, unit)
         chosen = (choices or {}).get(gemm_class(weight, act))
         if chosen is not None:

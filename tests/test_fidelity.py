@@ -54,3 +54,14 @@ def test_a_device_of_a_fitted_architecture_scales_by_its_datasheet():
     ratio = h100.t_memory_s[0] / h200.t_memory_s[0]
     assert ratio == pytest.approx(4.8 / 3.35, rel=0.02)
     assert h200.time_s[1] == pytest.approx(h100.time_s[1], rel=0.02)
+
+
+def test_block_scaled_fp8_runs_on_the_fp8_unit_at_about_half_bf16_speed():
+    """vLLM's block-scaled fp8 on H100: 0.4-0.7x bf16 for m <= 512 (an estimate from that figure);
+    a device without fp8 units up-casts it."""
+    m = [1, 16, 128, 512]
+    g = price_gemm("h100-sxm", m, 4096, 4096, "fp8_e4m3_g128", "fp8_e4m3_g128")
+    assert g.kernel == "block_fp8" and g.unit == "fp8" and not g.calibrated
+    ratio = price_gemm("h100-sxm", m, 4096, 4096, "bf16").time_s / g.time_s
+    assert ((ratio > 0.4) & (ratio < 0.7)).all()
+    assert price_gemm("a100-80gb", m, 4096, 4096, "fp8_e4m3_g128", "fp8_e4m3_g128").kernel == "upcast"
