@@ -9,7 +9,8 @@ Per (model, precision): the totals (time, activation peak) and every per-op term
 each as a SHA-256 of its float64 bytes (bit-identical or not). Recorded in
 ``benchmarks/results/golden_sweep.json``; first recorded on the cost model of issue 2-5 before
 issue 13's refactoring (named records, lowering) and unchanged by it; re-recorded by issue 16
-(kernel-aware, calibrated GEMM, element-wise and attention kernels), which moves numbers by design.
+(kernel-aware, calibrated GEMM, element-wise and attention kernels) and by issue 17 (the power cap:
+each op runs at the clock its power allows; energy terms added), which move numbers by design.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 PRECISIONS = ["bf16", "fp8", "w4a16", "mxint4", "mxfp4"]
 PHASES = [(1024, 0), (1, 1023)]  # (q, past): prefill of 1024 tokens, decode at context 1024
 #: Per-op terms fingerprinted (the detail terms the cost model had when the golden was first recorded).
-DETAIL_TERMS = ("time", "t_compute", "t_memory", "flops", "bytes_w", "bytes_act", "bytes_kv", "m")
+DETAIL_TERMS = ("time", "t_compute", "t_memory", "flops", "bytes_w", "bytes_act", "bytes_kv", "m", "energy",
+                "clock_time")
 RESULTS = Path(__file__).parent / "results" / "golden_sweep.json"
 
 

@@ -17,6 +17,13 @@ File schema (units are in the key names; GB and TB/s are decimal, 1e9 and 1e12):
       mxfp4: {value: 9000, source: MLE, accepts: [mxfp4_32]}   # accepts: optional override
     tdp_w:                {value: 700, source: NV-H100}
     idle_w:               {value: 70, source: SMI-snap}
+    # power model (hwmodels/power.yaml); all optional, each with its source:
+    process_node_nm:      {value: 4, source: NV-H100}      # energy per op scales by node
+    memory_type:          {value: hbm3, source: NV-H100}   # a key of power.yaml memory_types
+    peak_clock_mhz:       {value: 1830, source: MLE}       # the clock the datasheet peaks are quoted at
+    boost_clock_mhz:      {value: 1980, source: H100-PWR}  # the highest SM clock
+    static_w:             {value: 136.4, source: H100-PWR} # measured power with clocks up, nothing running
+    power_cap_w:          {value: 700, source: ...}        # default tdp_w; --power-cap W sets it
     launch_overhead_us:   {value: 1.5, source: HWF}            # per kernel, CUDA-graph launched
     launch_overhead_eager_us: {value: 4.0, source: HWF}
     efficiency:                                                # fractions of peak reached
@@ -61,6 +68,8 @@ UNIT_KEY_HELP = "fp32, bf16, fp16, fp8, fp6, fp4, int8, int4, mxint{4,8}_BLOCK, 
 _SCALARS = ("memory_capacity_gb", "memory_bandwidth_tbs", "l2_cache_mb", "compute_units", "tdp_w",
             "idle_w", "launch_overhead_us", "launch_overhead_eager_us")
 _EFFICIENCY = ("compute", "compute_m_min", "memory", "vector")
+#: Optional numbers of the power model (hwmodels/power.py), and their defaults when absent.
+_POWER_SCALARS = ("process_node_nm", "peak_clock_mhz", "boost_clock_mhz", "static_w", "power_cap_w")
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,15 @@ class DeviceSpec:
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     path: str = ""
     architecture: str = "generic"  # whose GEMM kernel constants it uses (hwmodels/kernels.yaml)
+    # power model inputs (hwmodels/power.py); None where the file does not say (then estimated)
+    node_nm: float | None = None           # process node, nm
+    memory_type: str | None = None         # a key of hwmodels/power.yaml memory_types
+    peak_clock_hz: float | None = None     # the SM clock the datasheet peaks are quoted at
+    boost_clock_hz: float | None = None    # the highest SM clock
+    static_w: float | None = None          # measured power with clocks up and nothing running
+    power_cap_w: float | None = None       # board power limit the clock drops to respect (default tdp_w)
+    energy_basis: str = "tdp"              # energies from the TDP (a product) or the node (a design): power.yaml
+    area: dict = field(default_factory=dict, repr=False, compare=False)  # mm2 by part, where known (generated)
 
     def peak(self, kind: str) -> float:
         return self.units[kind].peak_flops if kind in self.units else 0.0
@@ -198,6 +216,13 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
             raise InputError(f"{where}: efficiency.{k} is a fraction of peak and must be <= 1, got {x}")
     if val["idle_w"] > val["tdp_w"]:
         raise InputError(f"{where}: idle_w {val['idle_w']} exceeds tdp_w {val['tdp_w']}")
+    pw = {k: _number(doc[k], f"{where}: {k}", sources)[0] for k in _POWER_SCALARS if k in doc}
+    if pw.get("boost_clock_mhz", math.inf) < pw.get("peak_clock_mhz", 0):
+        raise InputError(f"{where}: boost_clock_mhz {pw['boost_clock_mhz']} is below peak_clock_mhz {pw['peak_clock_mhz']}")
+    if "power_cap_w" in pw and pw["power_cap_w"] <= pw.get("static_w", val["idle_w"]):
+        raise InputError(f"{where}: power_cap_w {pw['power_cap_w']} W is not above the device's static power "
+                         f"{pw.get('static_w', val['idle_w'])} W: nothing could run")
+    mem_type = _memory_type(doc, where, sources)
     spec = DeviceSpec(
         name=str(doc["name"]), description=str(doc.get("description", "")),
         memory_bytes=val["memory_capacity_gb"] * 1e9, bandwidth=val["memory_bandwidth_tbs"] * 1e12,
@@ -205,7 +230,12 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         tdp_w=val["tdp_w"], idle_w=val["idle_w"], launch_s=val["launch_overhead_us"] * 1e-6,
         launch_eager_s=val["launch_overhead_eager_us"] * 1e-6, eff_compute=e["compute"], eff_compute_by_unit=by_unit,
         eff_m_min=e["compute_m_min"], eff_memory=e["memory"], eff_vector=e["vector"],
-        sources=dict(sources), path=where, architecture=_architecture(doc, where))
+        sources=dict(sources), path=where, architecture=_architecture(doc, where),
+        node_nm=pw.get("process_node_nm"), memory_type=mem_type,
+        peak_clock_hz=pw["peak_clock_mhz"] * 1e6 if "peak_clock_mhz" in pw else None,
+        boost_clock_hz=pw["boost_clock_mhz"] * 1e6 if "boost_clock_mhz" in pw else None,
+        static_w=pw.get("static_w"), power_cap_w=pw.get("power_cap_w"), area=_area(doc, where),
+        energy_basis=_energy_basis(doc, where))
     unknown = set(doc) - set(_TOP_LEVEL)
     if unknown:
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(_TOP_LEVEL)}")
@@ -230,12 +260,44 @@ def _architecture(doc: dict, where: str) -> str:
     return str(a)
 
 
-_TOP_LEVEL = ("name", "architecture", "description", "sources", *_SCALARS, "peak_tflops", "efficiency")
+def _memory_type(doc: dict, where: str, sources: dict) -> str | None:
+    from hwmodels.power import MEMORY_TYPES
+
+    e = doc.get("memory_type")
+    if e is None:
+        return None
+    if not isinstance(e, dict) or "value" not in e or not e.get("source"):
+        raise InputError(f"{where}: memory_type: expected a mapping with 'value' and 'source', got {e!r}")
+    if e["source"] not in sources:
+        raise InputError(f"{where}: memory_type: source {e['source']!r} is not listed under 'sources'")
+    if e["value"] not in MEMORY_TYPES:
+        raise InputError(f"{where}: unknown memory_type {e['value']!r}; {choices_hint(MEMORY_TYPES)}")
+    return str(e["value"])
+
+
+def _energy_basis(doc: dict, where: str) -> str:
+    b = doc.get("energy_basis", "tdp")
+    if b not in ("tdp", "node"):
+        raise InputError(f"{where}: energy_basis must be 'tdp' (energies from the TDP: a product) or 'node' "
+                         f"(from the process node: a design), got {b!r}")
+    return b
+
+
+def _area(doc: dict, where: str) -> dict:
+    """``area_mm2`` (a generated device's breakdown: part -> mm2), read-only."""
+    a = doc.get("area_mm2") or {}
+    if not isinstance(a, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in a.values()):
+        raise InputError(f"{where}: area_mm2 must map parts to non-negative numbers")
+    return FrozenDict({str(k): float(v) for k, v in a.items()})
+
+
+_TOP_LEVEL = ("name", "architecture", "description", "sources", *_SCALARS, "peak_tflops", "efficiency",
+              *_POWER_SCALARS, "memory_type", "area_mm2", "generated_from", "energy_basis")
 
 
 def override_keys() -> list[str]:
     """Every number ``--set KEY=NUMBER`` may set (``peak_tflops.KIND`` may add a unit the device lacks)."""
-    return ([*_SCALARS] + [f"peak_tflops.{k}" for k in UNIT_ACCEPTS] + [f"efficiency.{k}" for k in _EFFICIENCY]
+    return ([*_SCALARS, *_POWER_SCALARS] + [f"peak_tflops.{k}" for k in UNIT_ACCEPTS] + [f"efficiency.{k}" for k in _EFFICIENCY]
             + [f"efficiency.compute_by_unit.{k}" for k in UNIT_ACCEPTS])
 
 
@@ -304,4 +366,8 @@ def _load(where: str, text: str, overrides_json: str) -> DeviceSpec:
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
         raise InputError(f"malformed YAML in {where}: {msg}") from None
+    from hwmodels.generator import generate, is_design
+
+    if is_design(doc):  # an accelerator design: generate its device document
+        doc = generate(doc, where)
     return parse_device(doc, where, dict(json.loads(overrides_json)))

@@ -12,6 +12,16 @@ from mpqsim import InputError
 from mpqsim.cli import floats, ints, names, overrides, show, write_csv
 
 
+def _overrides(args) -> dict:
+    """``--set`` numbers, and ``--power-cap W`` as the device's ``power_cap_w``."""
+    over = overrides(args.set)
+    if getattr(args, "power_cap", None) is not None:
+        if "power_cap_w" in over:
+            raise InputError("give the power cap once: --power-cap W or --set power_cap_w=W")
+        over["power_cap_w"] = args.power_cap
+    return over
+
+
 def _precisions(args):
     """The -p presets and the --map file; bf16 when neither is given."""
     from quant.precision import PrecisionMap, preset_map
@@ -34,7 +44,7 @@ def cmd_latency(args) -> int:
 
     checks.output_file(args.csv, "--csv")
     spec = load_model(args.model)
-    over = overrides(args.set)
+    over = _overrides(args)
     devices = [load_device(d, over) for d in names(args.device)]
     if not devices:
         raise InputError("no device given (-d NAME[,NAME])")
@@ -72,10 +82,13 @@ def cmd_latency(args) -> int:
         check_fit(spec, dev, next(m for m in maps if m.name == worst["precision"]),
                   worst["total_gb"] * 1e9, f"batch {worst['batch']}, context {max(args.prompt, args.context)}")
     cols = ["device", "precision", "batch", "prefill_ms", "prefill_bound", "decode_ms", "decode_bound",
-            "decode_tok_s", "weights_gb", "kv_gb", "act_gb", "total_gb", "capacity_gb", "fits", "gemm_kernels"]
+            "decode_tok_s", "prefill_j_per_token", "prefill_power_w", "prefill_clock_mhz", "decode_j_per_token",
+            "decode_power_w", "decode_clock_mhz", "power_cap_w", "weights_gb", "kv_gb", "act_gb", "total_gb", "capacity_gb", "fits",
+            "gemm_kernels"]
     print(f"{spec.name}: prefill {args.prompt} tokens"
           f"{f' in chunks of {args.chunk}' if args.chunk else ''}, one decode step at context "
-          f"{args.context}; times for the whole batch, GB = 1e9 bytes; engine {args.engine}")
+          f"{args.context}; times for the whole batch, GB = 1e9 bytes; engine {args.engine}; J per token produced, "
+          "average board power and SM clock under the power cap (power_cap_w)")
     from hwmodels.kernels import kernel_params
 
     uncal = sorted({f"{k} on {d.name}" for d in devices for r in df[~df.calibrated & (df.device == d.name)].itertuples()
@@ -121,7 +134,7 @@ def cmd_serve(args) -> int:
     if args.out:
         checks.output_dir(args.out, "--out")
     spec = load_model(args.model)
-    device = load_device(args.device, overrides(args.set))
+    device = load_device(args.device, _overrides(args))
     maps = _precisions(args)
     cfg = ServingConfig(scheduler=args.scheduler, max_batch=args.max_batch, max_tokens=args.max_tokens,
                         replicas=args.replicas, router=args.router, memory_margin=args.memory_margin,
@@ -207,7 +220,8 @@ def cmd_serve(args) -> int:
                 bar.close()
             cols = ["precision", "qps", "requests_per_s", "output_tokens_per_s", "goodput_requests_per_s",
                     "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "batch_mean",
-                    "kv_util_mean", "preemptions", "mfu", "kv_capacity_tokens"]
+                    "kv_util_mean", "preemptions", "mfu", "energy_per_output_token_j", "energy_per_request_j",
+                    "power_w", "kv_capacity_tokens"]
             print(f"{spec.name} on {args.replicas} x {device.name}, {args.scheduler} scheduler; SLO TTFT {slo.ttft_s} s, "
                   f"TPOT {slo.tpot_s} s; engine {cfg.engine}; GEMM kernels {_kernel_line(spec, device, maps, cfg)}")
             show(df[cols], floatfmt="{:,.4g}")
@@ -255,7 +269,7 @@ def cmd_gemm(args) -> int:
     from quant.formats import parse_format
     from sim.gemm import price_gemm
 
-    dev = load_device(args.device, overrides(args.set))
+    dev = load_device(args.device, _overrides(args))
     m = ints(args.m, "-m")
     if args.n <= 0 or args.k <= 0:
         raise InputError(f"-n and -k must be > 0, got {args.n} and {args.k}")
@@ -265,7 +279,8 @@ def cmd_gemm(args) -> int:
     g = price_gemm(dev, m, args.n, args.k, args.weight, args.act, kernel=args.kernel)
     ref = price_gemm(dev, m, args.n, args.k, "bf16")
     df = pd.DataFrame(dict(m=g.m.astype(int), time_us=g.time_s * 1e6, tflops=g.tflops, weight_gbps=g.weight_gbps,
-                           speedup_vs_bf16=ref.time_s / g.time_s, bound=g.bound))
+                           speedup_vs_bf16=ref.time_s / g.time_s, bound=g.bound, energy_uj=g.energy_j * 1e6,
+                           power_w=g.power_w, clock_mhz=g.clock_mhz))
     cal = "calibrated" if g.calibrated else "UNCALIBRATED (estimated or transferred constants)"
     print(f"{dev.name} ({dev.architecture}): {args.n} x {args.k} weights {g.weight_fmt}, activations {g.act_fmt}; "
           f"kernel {g.kernel} on the {g.unit} unit, {cal}; bf16 reference kernel {ref.kernel}")
@@ -289,6 +304,8 @@ def register(sub) -> None:
                             "(see 'mpqsim gemm'); default: each device's")
         s.add_argument("--set", action="append", metavar="KEY=NUMBER",
                        help="override a device number, e.g. --set memory_bandwidth_tbs=4 --set peak_tflops.mxint4=8000")
+        s.add_argument("--power-cap", type=float, default=None, metavar="W",
+                       help="what-if board power limit in W (default: the device's TDP); the clock drops to respect it")
 
     s = sub.add_parser("latency", help="prefill/decode latency and memory of a model on devices",
                        description="Price prefill and one decode step with the roofline cost model.")
@@ -344,6 +361,7 @@ def register(sub) -> None:
     s.add_argument("--kernel", default=None, help="GEMM kernel (default: the device's for the formats); one of "
                                                   "cublas, cublas_rowwise, upcast, tinygemm, marlin, trt_weight_only")
     s.add_argument("--set", action="append", metavar="KEY=NUMBER", help="override a device number")
+    s.add_argument("--power-cap", type=float, default=None, metavar="W", help="what-if board power limit in W")
     s.add_argument("--csv", help="also write the table to this CSV file")
     s.set_defaults(func=cmd_gemm)
 

@@ -24,6 +24,13 @@ whole waves at least ``k x kloop_s``, so time stays monotone in m); for other ke
 as batch or context grow. ``stream``, ``fixed_s``, ``compute`` (folded into ``rate``) and
 ``dequant_rate`` are the kernel's constants on the device's architecture (fitted where measured).
 
+That is the cost at the peak clock (s = 1). Energy (hwmodels/power.py) = flops x e_flop of the
+unit + DRAM bytes x (e_dram + e_onchip) + L2-resident activation bytes x e_onchip + static_w x
+time. Each op then runs at the clock the power cap allows (:func:`solve_clock`): the highest
+s <= s_max (boost / peak clock) with static + (compute and on-chip energy x s^kappa + DRAM
+energy) / (max(t_compute / s, t_memory) + launches) <= cap; :func:`at_clock` gives the cost
+there. Memory time does not depend on the clock, so memory-bound ops throttle less.
+
 Inputs and outputs are the record layouts of :mod:`sim.fields`; the kernels are compiled by
 :func:`sim.jit.kernel`, whose file cache is keyed on the sources they inline.
 """
@@ -67,7 +74,8 @@ def launch_time(low, dev, q):
 @numba.njit(inline="always")
 def op_cost(op, low, dev, batch, q, past):
     """:data:`sim.fields.Cost` of one instance of op record ``op`` with lowered record ``low`` on
-    device record ``dev``, for ``batch`` sequences of ``q`` new tokens after ``past`` cached."""
+    device record ``dev``, for ``batch`` sequences of ``q`` new tokens after ``past`` cached, at the
+    peak clock (s = 1): :func:`at_clock` moves it to the clock the power cap allows."""
     cnt = op_counts(op, batch, q, past)
     s_r = cnt.score_read if low.materialise_scores > 0 else 0.0
     s_w = cnt.score_write if low.materialise_scores > 0 else 0.0
@@ -99,9 +107,102 @@ def op_cost(op, low, dev, batch, q, past):
     t_l = launch_time(low, dev, q)
     t = max(t_c, t_m) + t_l
     mem_bound = t_m >= t_c
-    return Cost(time=t, t_compute=t_c, t_memory=t_m, t_launch=t_l, time_memory_bound=t if mem_bound else 0.0,
-                time_compute_bound=0.0 if mem_bound else t, flops=cnt.flops, bytes_w=b_w, bytes_act=b_a,
-                bytes_kv=b_kv, m=m, n=cnt.n, k=cnt.k, count=cnt.count)
+    b_chip = 0.0
+    if b_a <= 0.5 * dev.l2_bytes:  # activations that stay in L2
+        b_chip = b_a
+    b_dram = b_w + b_kv + b_a - b_chip
+    e_c = cnt.flops * low.e_flop
+    e_d = b_dram * dev.e_dram
+    e_on = (b_dram + b_chip) * dev.e_onchip
+    e_s = dev.static_w * t
+    t_mb = t if mem_bound else 0.0
+    t_cb = t - t_mb
+    return Cost(t, t_c, t_m, t_l, t_mb, t_cb, cnt.flops, b_w, b_a, b_kv, m, cnt.n, cnt.k, cnt.count,
+                e_c + e_d + e_on + e_s, e_c, e_d, e_on, e_s, dev.clock_hz * t)  # COST_TERMS order
+
+
+@numba.njit(inline="always")
+def _pow_k(s, kappa):
+    """s ** kappa, without a pow call for the usual exponents."""
+    if kappa == 1.0:
+        return s
+    if kappa == 2.0:
+        return s * s
+    return s ** kappa
+
+
+@numba.njit(inline="always")
+def _power_at(c, dev, s):
+    """Average power (W) of one op (its :data:`Cost` ``c`` at s = 1) run at clock ``s``."""
+    t = max(c.t_compute / s, c.t_memory) + c.t_launch
+    return dev.static_w + ((c.e_compute + c.e_onchip) * _pow_k(s, dev.kappa) + c.e_dram) / t
+
+
+@numba.njit(inline="always")
+def _root_compute(a, b, cc, tc, tl, kappa, hi):
+    """s > 0 with a s^(kappa+1) + (b - cc tl) s - cc tc = 0 (the compute-bound side of power = cap)."""
+    lin = b - cc * tl
+    if kappa == 1.0:
+        return (-lin + math.sqrt(lin * lin + 4.0 * a * cc * tc)) / (2.0 * a)
+    x = hi  # convex in s: Newton from the right converges monotonically
+    for _ in range(30):
+        f = a * x ** (kappa + 1.0) + lin * x - cc * tc
+        x_new = x - f / ((kappa + 1.0) * a * x ** kappa + lin)
+        if abs(x_new - x) <= 1e-13 * x:
+            return x_new
+        x = x_new
+    return x
+
+
+@numba.njit(inline="always")
+def solve_clock(c, dev):
+    """(s, stretch): the clock (fraction of the peak clock) of one op whose :data:`Cost` ``c`` was
+    computed at s = 1: the highest s <= s_max whose average power (static + dynamic energy / time)
+    fits under the cap. Compute time grows as 1/s and energy per operation falls as s^kappa; memory
+    time does not change, so memory-bound work throttles less. Power rises with s, so the answer is
+    unique: closed form on the memory-bound side, the root of a convex polynomial on the
+    compute-bound side. If even s_min draws more (memory traffic alone over the cap), the device
+    idles between bursts: time x ``stretch`` > 1."""
+    hi = dev.s_max
+    if c.time <= 0.0 or _power_at(c, dev, hi) <= dev.cap_w:
+        return hi, 1.0
+    lo = dev.s_min
+    p_lo = _power_at(c, dev, lo)
+    if p_lo > dev.cap_w:
+        return lo, (p_lo - dev.static_w) / (dev.cap_w - dev.static_w)
+    a = c.e_compute + c.e_onchip
+    cc = dev.cap_w - dev.static_w
+    tc, tm, tl = c.t_compute, c.t_memory, c.t_launch
+    edge = tc / tm if tm > 0.0 else hi  # compute-bound below this clock
+    if edge < hi and _power_at(c, dev, max(edge, lo)) <= dev.cap_w:
+        s = (cc * (tm + tl) - c.e_dram) / a  # memory-bound: time fixed
+        if dev.kappa != 1.0:
+            s = s ** (1.0 / dev.kappa)
+    else:
+        s = _root_compute(a, c.e_dram, cc, tc, tl, dev.kappa, hi)
+    return min(max(s, lo), hi), 1.0
+
+
+@numba.njit(inline="always")
+def at_clock(c, dev, s, stretch):
+    """The :data:`Cost` ``c`` (computed at s = 1 by :func:`op_cost`) at clock ``s``."""
+    sk = _pow_k(s, dev.kappa)
+    t_c = c.t_compute / s
+    t = (max(t_c, c.t_memory) + c.t_launch) * stretch
+    t_mb = t if c.t_memory >= t_c else 0.0
+    e_c = c.e_compute * sk
+    e_on = c.e_onchip * sk
+    e_s = dev.static_w * t
+    return Cost(t, t_c, c.t_memory, c.t_launch, t_mb, t - t_mb, c.flops, c.bytes_w, c.bytes_act, c.bytes_kv, c.m,
+                c.n, c.k, c.count, e_c + c.e_dram + e_on + e_s, e_c, c.e_dram, e_on, e_s, s * dev.clock_hz * t)
+
+
+@numba.njit(inline="always")
+def op_cost_at_clock(op, low, dev, batch, q, past):
+    """:func:`op_cost` at the clock the power cap allows (:func:`solve_clock`)."""
+    c = op_cost(op, low, dev, batch, q, past)
+    s, stretch = solve_clock(c, dev)
+    return at_clock(c, dev, s, stretch)
 
 
 #: (total, cost term, rule) positions, as a tuple of constants so the compiled loop is unrolled.
@@ -126,7 +227,8 @@ def price_kernel(ops, low, dev, cfg, totals, detail):
 
     ops (n_ops,) OP_DTYPE; low (n_dev, n_ops) LOWERED_DTYPE; dev (n_dev,) DEVICE_DTYPE;
     cfg (n_cfg,) CONFIG_DTYPE. Writes totals (n_cfg, TOTALS) and, if detail has n_cfg rows,
-    detail (n_cfg, n_ops, COST_TERMS): each op instance's cost, in registry order.
+    detail (n_cfg, n_ops, COST_TERMS): each op instance's cost, in registry order, at the clock
+    the power cap allows it (:func:`solve_clock`).
     """
     n_ops = len(ops)
     want_detail = detail.shape[0] > 0
@@ -140,7 +242,7 @@ def price_kernel(ops, low, dev, cfg, totals, detail):
             tot[t] = 0.0
         for j in range(n_ops):
             op = ops[j]
-            r = op_cost(op, low_d[j], dev_d, x.batch, x.q, x.past)
+            r = op_cost_at_clock(op, low_d[j], dev_d, x.batch, x.q, x.past)
             _accumulate(tot, r, op.repeat)
             if want_detail:
                 for t in range(N_TERMS):
@@ -149,8 +251,8 @@ def price_kernel(ops, low, dev, cfg, totals, detail):
 
 @kernel
 def iteration_kernel(ops, low, device, batch, pre_q, pre_past, result):
-    """Writes :data:`sim.fields.Iteration` (seconds, FLOPs, seconds at peak) of one serving
-    iteration on one device into ``result`` (one ITERATION_RESULT_DTYPE record).
+    """Writes :data:`sim.fields.Iteration` (seconds, FLOPs, seconds at peak, joules, clock) of one
+    serving iteration on one device into ``result`` (one ITERATION_RESULT_DTYPE record).
 
     ``ops`` (n_ops,) OP_DTYPE; ``low`` (n_ops,) LOWERED_DTYPE and ``device`` (1,) DEVICE_DTYPE of
     that device; ``batch`` (1,) ITERATION_DTYPE, whose record ``it`` holds ``seqs`` sequences with
@@ -160,40 +262,67 @@ def iteration_kernel(ops, low, device, batch, pre_q, pre_past, result):
     (projections, MLP, norms, embeddings) see all ``tokens`` at once (lm_head one row per
     sequence). Attention ops sum the work of each prefill chunk and of the decode group, priced as
     ``n_decode`` sequences at their mean context (exact where attention work is linear in the
-    context, i.e. without a sliding window shorter than the contexts), one launch per op.
+    context, i.e. without a sliding window shorter than the contexts), one launch per op. Each
+    piece runs at the clock the power cap allows it (:func:`solve_clock`).
     """
     it = batch[0]
     dev = device[0]
     t_sum = 0.0
+    e_sum = 0.0
+    c_sum = 0.0
     flops = 0.0
     busy = 0.0
     for j in range(ops.shape[0]):
         op = ops[j]
         lj = low[j]
         kind = int(op.kind)
+        rep = op.repeat
+        f = 0.0
         if kind == QK or kind == AV or kind == SOFTMAX:
-            t = 0.0
-            f = 0.0
             if it.n_decode > 0:
-                r = op_cost(op, lj, dev, it.n_decode, 1.0, it.decode_ctx_sum / it.n_decode - 1.0)
-                t += max(r.t_compute, r.t_memory)
+                r = at_clock_no_launch(op_cost(op, lj, dev, it.n_decode, 1.0, it.decode_ctx_sum / it.n_decode - 1.0), dev)
+                t_sum += r.time * rep
+                e_sum += r.energy * rep
+                c_sum += r.clock_time * rep
                 f += r.flops
             for i in range(pre_q.shape[0]):
-                r = op_cost(op, lj, dev, 1.0, pre_q[i], pre_past[i])
-                t += max(r.t_compute, r.t_memory)
+                r = at_clock_no_launch(op_cost(op, lj, dev, 1.0, pre_q[i], pre_past[i]), dev)
+                t_sum += r.time * rep
+                e_sum += r.energy * rep
+                c_sum += r.clock_time * rep
                 f += r.flops
             q_any = 1.0 if it.n_decode > 0 and pre_q.shape[0] == 0 else 2.0  # a decode-only step runs paged decode
-            t_sum += (t + launch_time(lj, dev, q_any)) * op.repeat
+            t_l = launch_time(lj, dev, q_any)  # the op's launches, once: the device waits at static power
+            t_sum += t_l * rep
+            e_sum += dev.static_w * t_l * rep
+            c_sum += dev.s_max * dev.clock_hz * t_l * rep
         else:
-            r = op_cost(op, lj, dev, it.seqs, it.tokens / it.seqs, 0.0)
-            t_sum += r.time * op.repeat
+            r = op_cost_at_clock(op, lj, dev, it.seqs, it.tokens / it.seqs, 0.0)
+            t_sum += r.time * rep
+            e_sum += r.energy * rep
+            c_sum += r.clock_time * rep
             f = r.flops
-        flops += f * op.repeat
-        busy += f * op.repeat / lj.peak if f > 0.0 else 0.0
+        flops += f * rep
+        busy += f * rep / lj.peak if f > 0.0 else 0.0
     res = result[0]
     res.time = t_sum
     res.flops = flops
     res.busy_at_peak = busy
+    res.energy = e_sum
+    res.clock_hz = c_sum / t_sum if t_sum > 0.0 else dev.s_max * dev.clock_hz
+
+
+@numba.njit(inline="always")
+def at_clock_no_launch(c, dev):
+    """One piece of an attention op (a prefill chunk or the decode group) without its launches
+    (counted once per op), at the clock the power cap allows it."""
+    t = max(c.t_compute, c.t_memory)
+    e_s = dev.static_w * t
+    c0 = Cost(t, c.t_compute, c.t_memory, 0.0, c.time_memory_bound, c.time_compute_bound, c.flops, c.bytes_w,
+              c.bytes_act, c.bytes_kv, c.m, c.n, c.k, c.count, c.e_compute + c.e_dram + c.e_onchip + e_s,
+              c.e_compute, c.e_dram, c.e_onchip, e_s, dev.clock_hz * t)
+    s, stretch = solve_clock(c0, dev)
+    return at_clock(c0, dev, s, stretch)
 
 
 # ---------------------------------------------------------------- the priced result

@@ -67,6 +67,7 @@ LOWERED_FIELDS = {
     "glue_fixed_s": "fixed time of one glue kernel beyond its launch, s (a pointwise kernel's)",
     "traffic": "memory traffic of the op's activations as a multiple of its own input + output bytes (engine)",
     "materialise_scores": "1 if attention scores go through memory (unfused attention), else 0",
+    "e_flop": "J per FLOP of the unit at the peak clock (s = 1; hwmodels/power.py)",
 }
 LOWERED_DTYPE = _float_dtype(LOWERED_FIELDS)
 
@@ -74,8 +75,17 @@ LOWERED_DTYPE = _float_dtype(LOWERED_FIELDS)
 DEVICE_FIELDS = {
     "bandwidth": "achieved memory bandwidth, bytes/s (peak x efficiency)",
     "launch_s": "fixed cost of one kernel launch, s (CUDA-graph or eager, as lowered)",
-    "tdp_w": "board power limit, W",
+    "tdp_w": "board power limit of the datasheet, W",
     "idle_w": "idle board power, W",
+    "cap_w": "power cap the clock drops to respect, W (tdp_w unless set: --power-cap)",
+    "static_w": "power with clocks up and nothing running, W (paid for every second)",
+    "e_dram": "J per byte in the DRAM devices (not clock-scaled)",
+    "e_onchip": "J per byte through the on-chip path (L2, network, SM load/store) at the peak clock",
+    "kappa": "energy per operation ~ s^kappa (s = clock / peak clock)",
+    "s_max": "highest clock / peak clock (boost)",
+    "s_min": "lowest clock / peak clock",
+    "clock_hz": "the peak clock (s = 1), Hz",
+    "l2_bytes": "on-chip cache, bytes (an op's activations that fit in half of it stay on chip)",
 }
 DEVICE_DTYPE = _float_dtype(DEVICE_FIELDS)
 
@@ -91,8 +101,8 @@ CONFIG_DTYPE = np.dtype([("device", np.int64)] + [(f, np.float64) for f in CONFI
 # ---------------------------------------------------------------- outputs
 #: What :func:`sim.costmodel.op_cost` returns for one op instance at one configuration.
 COST_TERMS = {
-    "time": "s: max(t_compute, t_memory) + t_launch",
-    "t_compute": "s: FLOPs (padded to the MMA tile) at the unit's achieved rate",
+    "time": "s: (max(t_compute, t_memory) + t_launch) x stretch, at the configuration's clock",
+    "t_compute": "s: FLOPs (padded to the MMA tile) at the unit's achieved rate at the configuration's clock",
     "t_memory": "s: bytes at the achieved bandwidth",
     "t_launch": "s: launches x launch cost",
     "time_memory_bound": "s: time if the memory side dominates (t_memory >= t_compute), else 0",
@@ -105,6 +115,12 @@ COST_TERMS = {
     "n": "GEMM columns",
     "k": "GEMM reduction depth",
     "count": "GEMMs of this shape",
+    "energy": "J: e_compute + e_dram + e_onchip + e_static",
+    "e_compute": "J: FLOPs x the unit's energy per FLOP at the clock",
+    "e_dram": "J: bytes to and from DRAM x the DRAM devices' energy per byte",
+    "e_onchip": "J: every byte moved (DRAM or L2-resident) x the on-chip path's energy per byte at the clock",
+    "e_static": "J: static power x time",
+    "clock_time": "Hz s: the SM clock x time (summed, / time = the time-weighted clock)",
 }
 Cost = namedtuple("Cost", tuple(COST_TERMS))
 COST_DTYPE = _float_dtype(COST_TERMS)
@@ -123,6 +139,12 @@ TOTALS = {
     "bytes_act": ("bytes_act", "sum"),
     "bytes_kv": ("bytes_kv", "sum"),
     "act_peak": ("bytes_act", "max"),
+    "energy": ("energy", "sum"),
+    "e_compute": ("e_compute", "sum"),
+    "e_dram": ("e_dram", "sum"),
+    "e_onchip": ("e_onchip", "sum"),
+    "e_static": ("e_static", "sum"),
+    "clock_time": ("clock_time", "sum"),
 }
 TOTAL_DTYPE = _float_dtype(TOTALS)
 RULES = ("sum", "max")
@@ -140,9 +162,10 @@ ITERATION_FIELDS = {
 }
 IterationBatch = namedtuple("IterationBatch", tuple(ITERATION_FIELDS))
 ITERATION_DTYPE = _float_dtype(ITERATION_FIELDS)
-#: What one serving iteration costs: seconds, FLOPs, and seconds its FLOPs would take at the peak
-#: of the units they run on (utilisation = busy_at_peak / time <= 1).
-Iteration = namedtuple("Iteration", ("time", "flops", "busy_at_peak"))
+#: What one serving iteration costs: seconds, FLOPs, seconds its FLOPs would take at the peak
+#: of the units they run on (utilisation = busy_at_peak / time <= 1), joules, and the SM clock (Hz)
+#: the power cap allowed.
+Iteration = namedtuple("Iteration", ("time", "flops", "busy_at_peak", "energy", "clock_hz"))
 #: The kernel writes an Iteration into a one-record array of this dtype (returning a namedtuple
 #: to Python would run Python code inside Numba's boxing, where a Ctrl-C can crash the process).
 ITERATION_RESULT_DTYPE = _float_dtype(Iteration._fields)

@@ -37,6 +37,13 @@ class GemmCost:
     calibrated: bool           # the kernel's constants were fitted on this architecture's measurements
     weight_fmt: str
     act_fmt: str
+    energy_j: np.ndarray = None     # per GEMM (compute, memory and static)
+    clock_mhz: np.ndarray = None    # the SM clock the power cap allows (sustained)
+
+    @property
+    def power_w(self) -> np.ndarray:
+        """Average board power while it runs, W."""
+        return self.energy_j / self.time_s
 
     @property
     def tflops(self) -> np.ndarray:
@@ -70,7 +77,8 @@ def price_gemm(device: str | DeviceSpec, m, n: int, k: int, weight_fmt: str = "b
     ct = price(low, device=0, batch=m, q=1.0, past=0.0, detail=True)
     tc, tm = ct.detail["t_compute"][:, 0], ct.detail["t_memory"][:, 0]
     return GemmCost(m, int(n), int(k), ct["time"], tc, tm, kern, UNIT_NAMES[int(low.per_op["unit"][0, 0])],
-                    np.where(tm >= tc, "memory", "compute"), kp.calibrated, w.name, a.name)
+                    np.where(tm >= tc, "memory", "compute"), kp.calibrated, w.name, a.name,
+                    ct["energy"], ct["clock_time"] / ct["time"] / 1e6)
 
 
 __all__ = ["price_gemm", "GemmCost"]

@@ -91,6 +91,9 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     ``decode_ms`` is one decode step of the whole batch at context ``context``; ``kv_gb`` is the
     cache held at ``max(prompt, context)`` tokens; ``fits`` compares weights + KV + peak
     activations with the device's memory. ``*_bound`` says which roofline side dominates the time.
+    Energy (hwmodels/power.py): ``*_j_per_token`` is the phase's energy per token it produces
+    (prefill: per prompt token; decode: per sequence's new token), ``*_power_w`` its average board
+    power and ``*_clock_mhz`` the time-weighted SM clock the power cap allows (``power_cap_w``).
     ``engine`` (sim/engines.yaml) and ``kernels`` (GEMM class -> kernel, e.g. ``{"w4a16": "tinygemm"}``)
     are what :func:`sim.lowering.lower` takes; the ``engine`` and ``gemm_kernels`` columns say what
     was assumed, ``calibrated`` whether every GEMM kernel's constants were fitted on that device's
@@ -112,8 +115,10 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     gk, cal = gemm_kernels(lws, devices)
     full = (len(pmaps), *shape)                       # precision x device x batch x phase
     total, t_mem, t_cmp = (tot[f].reshape(full) for f in ("time", "time_memory_bound", "time_compute_bound"))
+    energy, clock_t = tot["energy"].reshape(full), tot["clock_time"].reshape(full)
     pre, dec = np.s_[..., :-1], np.s_[..., -1]
     pre_t, dec_t = total[pre].sum(-1), total[dec]     # precision x device x batch
+    pre_e, dec_e = energy[pre].sum(-1), energy[dec]
     grid_b = np.broadcast_to(np.asarray(batches)[None, :], shape[:2])
     capacity = np.array([d.memory_bytes for d in devices])[:, None]
     held = max(prompt, context)
@@ -131,6 +136,10 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
         prefill_bound=_bound(t_mem[pre].sum(-1), t_cmp[pre].sum(-1)),
         decode_ms=dec_t.ravel() * 1e3, decode_bound=_bound(t_mem[dec], t_cmp[dec]),
         decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
+        prefill_j_per_token=(pre_e / (grid_b * prompt)).ravel(), decode_j_per_token=(dec_e / grid_b).ravel(),
+        prefill_power_w=(pre_e / pre_t).ravel(), decode_power_w=(dec_e / dec_t).ravel(),
+        prefill_clock_mhz=(clock_t[pre].sum(-1) / pre_t).ravel() / 1e6, decode_clock_mhz=(clock_t[dec] / dec_t).ravel() / 1e6,
+        power_cap_w=np.tile(np.repeat([float(x) for x in lws[0].device["cap_w"]], len(batches)), len(pmaps)),
         weights_gb=np.broadcast_to(weights / GB, pre_t.shape).ravel(), kv_gb=kv.ravel() / GB,
         act_gb=act.ravel() / GB, total_gb=need.ravel() / GB,
         capacity_gb=np.broadcast_to(capacity, pre_t.shape).ravel() / GB, fits=(need <= capacity).ravel(),
@@ -161,7 +170,10 @@ def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch:
     """Every op of every phase, explained: shape, formats, unit, kernel, FLOPs, bytes, bound, time.
 
     ``time_us`` is one instance (one layer); ``total_us`` = ``time_us`` x ``repeat``; ``share``
-    is the op's fraction of its phase's time. Bytes are in MB (1e6).
+    is the op's fraction of its phase's time. Bytes are in MB (1e6). ``energy_mj`` is one
+    instance's energy (compute + DRAM + on-chip + static; ``total_energy_mj`` x ``repeat``; they sum
+    to the phase's energy), ``power_w`` its average power and ``clock_mhz`` the clock the power cap
+    allows it.
     """
     validate(spec, [batch], prompt, context, chunk)
     model = assign(spec, pmap)
@@ -185,7 +197,9 @@ def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch:
             intensity=np.divide(d["flops"], byts, out=np.zeros_like(byts), where=byts > 0),
             bound=_bound(d["t_memory"], d["t_compute"]),
             time_us=d["time"] * 1e6, total_us=total * 1e6,
-            share=total / total.sum())))
+            share=total / total.sum(), energy_mj=d["energy"] * 1e3, total_energy_mj=d["energy"] * repeat * 1e3,
+            power_w=np.divide(d["energy"], d["time"], out=np.zeros_like(byts), where=d["time"] > 0),
+            clock_mhz=np.divide(d["clock_time"], d["time"], out=np.zeros_like(byts), where=d["time"] > 0) / 1e6)))
     out = pd.concat(frames, ignore_index=True)
     out.attrs.update(model=spec.name, device=device.name, precision=pmap.name, batch=batch, engine=engine)
     return out

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hwmodels.kernels import KERNEL_FAMILIES, check_choice, default_kernel, kernel_params
+from hwmodels.power import power_model
 from hwmodels.spec import UNIT_ACCEPTS, DeviceSpec
 from sim.engines import DEFAULT_ENGINE, attention_glue, check_engine, ew_plan
 from quant.formats import parse_format
@@ -222,10 +223,15 @@ def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: t
             if r not in seen:
                 seen[r] = _lower_op(dev, *r, fused_attention, dict(choices), engine)
             per_op[d][j] = seen[r]
+    pms = [power_model(dev) for dev in devices]
     device = records(DEVICE_DTYPE,
                      bandwidth=[dev.bandwidth * dev.eff_memory for dev in devices],
                      launch_s=[dev.launch_eager_s if eager else dev.launch_s for dev in devices],
-                     tdp_w=[dev.tdp_w for dev in devices], idle_w=[dev.idle_w for dev in devices])
+                     tdp_w=[dev.tdp_w for dev in devices], idle_w=[dev.idle_w for dev in devices],
+                     cap_w=[p.cap_w for p in pms], static_w=[p.static_w for p in pms],
+                     e_dram=[p.e_dram for p in pms], e_onchip=[p.e_onchip for p in pms],
+                     kappa=[p.kappa for p in pms], s_max=[p.s_max for p in pms], s_min=[p.s_min for p in pms],
+                     clock_hz=[p.peak_clock_hz for p in pms], l2_bytes=[dev.l2_bytes for dev in devices])
     for a in (per_op, device):
         a.setflags(write=False)
     return Lowered(model, devices, per_op, device, eager, fused_attention, choices, engine)
@@ -272,6 +278,7 @@ def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, ew: int, fused_
                glue_fixed_s=kernel_params("pointwise", dev.architecture).fixed_s,
                dec_rate=0.0, dec_stream=0.0, dec_fixed_s=0.0,
                materialise_scores=0.0 if kern == "flash_attention" else 1.0,
+               e_flop=power_model(dev).e_flop[unit],
                **_kernel_fields(dev, unit, kind, kernel_params(kern, dev.architecture)))
     if kern == "flash_attention":
         rec.update(_decode_fields(dev, unit, kernel_params("paged_decode", dev.architecture)))

@@ -105,6 +105,7 @@ class ReplicaModel:
                 f"{usable / GB:.1f} GB usable (short by {(-free + BLOCK_TOKENS * self.kv_bytes_per_token) / GB:.1f} GB)")
         self.kv_blocks = int(free // (BLOCK_TOKENS * self.kv_bytes_per_token))
         self._kernel_args = (self.lowered.ops, self.lowered.per_op[0], self.lowered.device)
+        self.static_w = float(self.lowered.device["static_w"][0])  # between iterations, clocks up
         self._it = np.zeros(1, dtype=ITERATION_DTYPE)  # the iteration's batch, refilled each call
         self._res = np.zeros(1, dtype=ITERATION_RESULT_DTYPE)  # and what it costs
         self._none = np.zeros(0)
@@ -114,7 +115,8 @@ class ReplicaModel:
         return self.kv_blocks * BLOCK_TOKENS
 
     def iteration(self, batch: list):
-        """(seconds, FLOPs, seconds at peak) of one iteration over ``batch`` = [(request, new tokens, cached tokens)]."""
+        """(seconds, FLOPs, seconds at peak, joules, clock Hz) of one iteration over ``batch`` =
+        [(request, new tokens, cached tokens)]; the CPU overhead is idle device time at static power."""
         n_dec, ctx_sum, tokens, pre_q, pre_past = 0, 0.0, 0.0, [], []
         for r, q, past in batch:
             tokens += q
@@ -132,7 +134,8 @@ class ReplicaModel:
         ops, low, dev = self._kernel_args
         iteration_kernel(ops, low, dev, self._it, pq, pp, self._res)
         cost = Iteration._make(self._res[0].tolist())  # the record's fields, by the registry's names
-        return cost.time + self.cfg.cpu_overhead_s, cost.flops, cost.busy_at_peak
+        return (cost.time + self.cfg.cpu_overhead_s, cost.flops, cost.busy_at_peak,
+                cost.energy + self.cfg.cpu_overhead_s * self.static_w, cost.clock_hz)
 
 
 class Replica:
@@ -163,8 +166,8 @@ class Replica:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            dt, flops, busy = self.model.iteration(batch)
-            stats.iteration(len(batch), sched.kv.used_fraction, dt, flops, busy)
+            dt, flops, busy, energy, clock = self.model.iteration(batch)
+            stats.iteration(len(batch), sched.kv.used_fraction, dt, flops, busy, energy, clock)
             yield env.timeout(dt)
             now = env.now
             for r, q, _ in batch:
@@ -197,6 +200,8 @@ class Stats:
         self.durations = array("d")
         self.flops = 0.0
         self.busy_at_peak = 0.0
+        self.energy = 0.0       # J of the iterations (idle gaps are added at the end)
+        self.clock_time = 0.0   # Hz x s
         self.in_system = 0
         self.area = 0.0
         self.last = 0.0
@@ -221,12 +226,15 @@ class Stats:
         if self.left == 0:
             self.done.succeed()
 
-    def iteration(self, size: int, kv: float, dt: float, flops: float, busy: float) -> None:
+    def iteration(self, size: int, kv: float, dt: float, flops: float, busy: float, energy: float = 0.0,
+                  clock_hz: float = 0.0) -> None:
         self.batch_sizes.append(size)
         self.kv_used.append(kv)
         self.durations.append(dt)
         self.flops += flops
         self.busy_at_peak += busy
+        self.energy += energy
+        self.clock_time += clock_hz * dt
 
 
 def simulate(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, requests: pd.DataFrame,
@@ -325,6 +333,13 @@ def summarize(per_req: pd.DataFrame, tbt: np.ndarray, stats: Stats, model: Repli
                kv_util_mean=float((kv * dur).sum() / dur.sum()), kv_util_max=float(kv.max()),
                kv_capacity_tokens=model.kv_capacity_tokens, kv_blocks=model.kv_blocks,
                mfu=stats.busy_at_peak / (span * cfg.replicas), tflops_per_s=stats.flops / span / 1e12)
+    # energy: the iterations, plus every replica's idle time (no work) at its static power
+    busy = float(dur.sum())
+    energy = stats.energy + max(span * cfg.replicas - busy, 0.0) * model.static_w
+    out.update(energy_j=energy, energy_per_request_j=energy / len(per_req),
+               energy_per_output_token_j=energy / float(per_req.output.sum()),
+               power_w=energy / (span * cfg.replicas), busy_power_w=stats.energy / busy if busy else 0.0,
+               clock_mhz=stats.clock_time / busy / 1e6 if busy else 0.0)
     return out
 
 

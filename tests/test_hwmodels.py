@@ -17,7 +17,11 @@ def test_required_devices_are_bundled():
 def test_every_number_cites_a_listed_source(name):
     from importlib import resources
 
+    from hwmodels.generator import generate, is_design
+
     doc = yaml.safe_load((resources.files("hwmodels") / DEVICE_DIR / f"{name}.yaml").read_text())
+    if is_design(doc):  # a generated accelerator: its derived numbers cite the generator
+        doc = generate(doc, name)
 
     def walk(node, path):
         if isinstance(node, dict) and "value" in node:
