@@ -83,6 +83,28 @@ class ComputeUnit:
 
 
 @dataclass(frozen=True)
+class Link:
+    """One level of a device's interconnect (``interconnect:`` in the device file)."""
+
+    kind: str                 # a key of hwmodels/links.yaml kinds (nvlink4, infiniband, pcie5, ...)
+    gbs: float                # GB/s per GPU, one direction
+    topology: str = "switch"  # scale_up only: switch, pairwise or mesh (links.yaml topologies)
+    domain: int = 1           # scale_up only: GPUs in the domain (an NVSwitch node: 8)
+    sharp: bool = False       # scale_up only: in-switch reductions (NVLink SHARP / NVLS)
+    source: str = ""
+    nics: int = 0             # scale_out only: NICs per node (0 = one per GPU of the scale-up domain)
+
+
+@dataclass(frozen=True)
+class Interconnect:
+    """How a device talks to others: its scale-up domain, the network between domains, its host link."""
+
+    scale_up: Link | None = None
+    scale_out: Link | None = None
+    host: Link | None = None
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     """A device, in SI units (bytes, bytes/s, FLOP/s, W, s). Built by :func:`load_device`."""
 
@@ -113,6 +135,7 @@ class DeviceSpec:
     static_w: float | None = None          # measured power with clocks up and nothing running
     power_cap_w: float | None = None       # board power limit the clock drops to respect (default tdp_w)
     energy_basis: str = "tdp"              # energies from the TDP (a product) or the node (a design): power.yaml
+    interconnect: Interconnect = field(default_factory=Interconnect)  # links (collectives), where the file says
     area: dict = field(default_factory=dict, repr=False, compare=False)  # mm2 by part, where known (generated)
 
     def peak(self, kind: str) -> float:
@@ -235,7 +258,7 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         peak_clock_hz=pw["peak_clock_mhz"] * 1e6 if "peak_clock_mhz" in pw else None,
         boost_clock_hz=pw["boost_clock_mhz"] * 1e6 if "boost_clock_mhz" in pw else None,
         static_w=pw.get("static_w"), power_cap_w=pw.get("power_cap_w"), area=_area(doc, where),
-        energy_basis=_energy_basis(doc, where))
+        energy_basis=_energy_basis(doc, where), interconnect=_interconnect(doc, where, sources))
     unknown = set(doc) - set(_TOP_LEVEL)
     if unknown:
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(_TOP_LEVEL)}")
@@ -275,6 +298,46 @@ def _memory_type(doc: dict, where: str, sources: dict) -> str | None:
     return str(e["value"])
 
 
+def _interconnect(doc: dict, where: str, sources: dict) -> Interconnect:
+    """``interconnect: {scale_up: {link, gbs, topology, domain, sharp, source}, scale_out: {...}, host: {...}}``."""
+    from hwmodels.links import LINK_KINDS, TOPOLOGIES
+
+    ic = doc.get("interconnect")
+    if ic is None:
+        return Interconnect()
+    if not isinstance(ic, dict):
+        raise InputError(f"{where}: interconnect must be a mapping of scale_up, scale_out, host")
+    bad = set(ic) - {"scale_up", "scale_out", "host"}
+    if bad:
+        raise InputError(f"{where}: interconnect has unknown level(s) {', '.join(sorted(bad))}; valid: scale_up, scale_out, host")
+    out = {}
+    for level, e in ic.items():
+        w = f"{where}: interconnect.{level}"
+        valid = ("link", "gbs", "source", "note") + (("topology", "domain", "sharp") if level == "scale_up" else
+                                                      ("nics",) if level == "scale_out" else ())
+        if not isinstance(e, dict):
+            raise InputError(f"{w}: expected a mapping with {', '.join(valid)}")
+        bad = set(e) - set(valid)
+        if bad:
+            raise InputError(f"{w}: unknown key(s) {', '.join(sorted(bad))}; valid: {', '.join(valid)}")
+        if e.get("link") not in LINK_KINDS:
+            raise InputError(f"{w}: unknown link {e.get('link')!r}; {choices_hint(LINK_KINDS)}")
+        gbs, src = _number(dict(value=e.get("gbs"), source=e.get("source")), f"{w}.gbs", sources)
+        topo = e.get("topology", "switch")
+        if topo not in TOPOLOGIES:
+            raise InputError(f"{w}: unknown topology {topo!r}; {choices_hint(TOPOLOGIES)}")
+        domain = e.get("domain", 1)
+        if isinstance(domain, bool) or not isinstance(domain, int) or domain < 1:
+            raise InputError(f"{w}: domain must be a whole number of GPUs >= 1, got {domain!r}")
+        if not isinstance(e.get("sharp", False), bool):
+            raise InputError(f"{w}: sharp must be true or false")
+        nics = e.get("nics", 0)
+        if isinstance(nics, bool) or not isinstance(nics, int) or nics < 0:
+            raise InputError(f"{w}: nics must be a whole number >= 0 (0: one per GPU), got {nics!r}")
+        out[level] = Link(e["link"], gbs * 1e9, topo, domain, bool(e.get("sharp", False)), src, nics)
+    return Interconnect(**out)
+
+
 def _energy_basis(doc: dict, where: str) -> str:
     b = doc.get("energy_basis", "tdp")
     if b not in ("tdp", "node"):
@@ -292,7 +355,7 @@ def _area(doc: dict, where: str) -> dict:
 
 
 _TOP_LEVEL = ("name", "architecture", "description", "sources", *_SCALARS, "peak_tflops", "efficiency",
-              *_POWER_SCALARS, "memory_type", "area_mm2", "generated_from", "energy_basis")
+              *_POWER_SCALARS, "memory_type", "area_mm2", "generated_from", "energy_basis", "interconnect")
 
 
 def override_keys() -> list[str]:

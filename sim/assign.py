@@ -50,6 +50,7 @@ class AssignedModel:
     kv_window: np.ndarray
     op_formats: tuple
     model_name: str = "custom"
+    layout: object = None          # workloads.parallel.Layout the rows are one device's share of (None: one device)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -65,6 +66,43 @@ class AssignedModel:
     def column(self, name: str) -> np.ndarray:
         """One column of the assigned table as an array."""
         return np.array([r[name] for r in self.rows])
+
+    @property
+    def stages(self) -> int:
+        return self.layout.pp if self.layout is not None else 1
+
+    def _stage_matrix(self) -> np.ndarray:
+        """(rows, stages): instances of each row on each pipeline stage (one stage: ``repeat``)."""
+        from workloads.parallel import stage_of_layer
+
+        pp = self.stages
+        m = np.zeros((len(self.rows), pp))
+        n_layers = self.spec.layers if self.spec is not None else 1
+        for j, r in enumerate(self.rows):
+            if pp == 1 or r["role"] == "comm":
+                m[j, 0 if pp == 1 else 0] = r["repeat"] if pp == 1 else 0
+            elif r["layers"]:
+                for i in r["layers"]:
+                    m[j, stage_of_layer(i, n_layers, pp)] += 1
+            else:  # embeddings (and their projection) on the first stage, the head on the last
+                m[j, 0 if r["role"] == "embed" or r["name"] == getattr(self.spec.names, "project_in", "") else pp - 1] = 1
+        return m
+
+    def stage_weight_bytes(self) -> np.ndarray:
+        """Stored weight bytes on each pipeline stage's device (one value without pipelining)."""
+        wb, ob = self.ops["wbytes"], self.ops["obytes"]
+        col = lambda name: np.array([r[name] for r in self.rows], dtype=float)  # noqa: E731
+        bias = col("b_elems")
+        per_inst = ((col("params") - bias) * wb + bias * ob) * np.maximum(col("row_experts"), 1)
+        return per_inst @ self._stage_matrix()
+
+    def stage_kv_bytes(self, batch, context) -> np.ndarray:
+        """KV-cache bytes on each stage's device (last axis: stages) for ``batch`` x ``context``."""
+        batch, context = np.asarray(batch, float), np.asarray(context, float)
+        attn = np.isin(self.ops["kind"], [QK, AV])
+        share = self._stage_matrix()[attn] / np.maximum(self.column("repeat")[attn], 1)[:, None]  # (attn rows, stages)
+        held = np.where(self.kv_window > 0, np.minimum(context[..., None], self.kv_window), context[..., None])
+        return batch[..., None] * ((held * self.kv_coef)[..., :, None] * share).sum(axis=-2)
 
     def kv_bytes(self, batch, context) -> np.ndarray:
         """KV-cache bytes held for ``batch`` sequences of ``context`` tokens (array-broadcasting)."""
@@ -93,9 +131,13 @@ def _map_key(pmap: PrecisionMap) -> tuple:
     return (pmap.name, pmap.default, pmap.kv_cache, tuple(sorted(pmap.roles.items())), tuple(sorted(pmap.ops.items())))
 
 
-def assign(spec: ModelSpec, pmap: PrecisionMap) -> AssignedModel:
-    """Build the op table of ``spec`` and apply ``pmap`` (memoised on spec and map content)."""
-    return _memo(("spec", spec, _map_key(pmap)), lambda: _assign(model_rows(spec), pmap, spec, spec.name))
+def assign(spec: ModelSpec, pmap: PrecisionMap, layout=None) -> AssignedModel:
+    """Build the op table of ``spec`` (one device's share under a :class:`workloads.parallel.Layout`)
+    and apply ``pmap`` (memoised on spec, map content and layout)."""
+    if layout is not None and layout.trivial and layout.devices_per_node is None and not layout.ep:
+        layout = None
+    return _memo(("spec", spec, _map_key(pmap), layout),
+                 lambda: _assign(model_rows(spec, layout), pmap, spec, spec.name, layout))
 
 
 def assign_table(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None = None) -> AssignedModel:
@@ -105,9 +147,9 @@ def assign_table(table: pd.DataFrame, pmap: PrecisionMap, spec: ModelSpec | None
     return _memo(key, lambda: _assign(rows, pmap, spec, table.attrs.get("model", "custom")))
 
 
-def _assign(rows, pmap: PrecisionMap, spec: ModelSpec | None, model_name: str) -> AssignedModel:
-    if pmap.ops:  # only explicit entries can name an op the model lacks
-        pmap.validate(op_names(rows, roles=MAP_ROLES))
+def _assign(rows, pmap: PrecisionMap, spec: ModelSpec | None, model_name: str, layout=None) -> AssignedModel:
+    if pmap.ops:  # only explicit entries can name an op the model lacks (a device's share: the whole model's)
+        pmap.validate(op_names(model_rows(spec) if layout is not None and spec is not None else rows, roles=MAP_ROLES))
     t = tuple(FrozenDict(r) for r in assign_format_rows(rows, pmap))
     ops = op_records(t, OP_DTYPE)
     for field, col in _FORMAT_COLUMN.items():
@@ -123,4 +165,4 @@ def _assign(rows, pmap: PrecisionMap, spec: ModelSpec | None, model_name: str) -
     for a in (ops, kv_coef, kv_window):
         a.setflags(write=False)
     formats = tuple((r["kind"], r["weight_fmt"], r["act_fmt"], r.get("ew", 0)) for r in t)
-    return AssignedModel(spec, pmap, t, ops, weight_bytes, kv_coef, kv_window, formats, model_name)
+    return AssignedModel(spec, pmap, t, ops, weight_bytes, kv_coef, kv_window, formats, model_name, layout)

@@ -22,6 +22,56 @@ def _overrides(args) -> dict:
     return over
 
 
+def _device_names(text: str) -> list[tuple[str, int | None]]:
+    """``h100-sxm,8xh100-sxm`` -> [("h100-sxm", None), ("h100-sxm", 8)] (a count names the devices of one replica)."""
+    import re
+
+    out = []
+    for name in names(text):
+        m = re.fullmatch(r"(\d+)x(.+)", name)
+        if m and not Path(name).exists() and int(m.group(1)) >= 1:
+            out.append((m.group(2), int(m.group(1))))
+        else:
+            out.append((name, None))
+    return out
+
+
+def _layouts(args, spec, device, count: int | None) -> list:
+    """The layouts --tp / --pp / --ep (and an ``8x`` device count) ask for; ``--tp auto``: every
+    tensor-parallel degree that divides the model's heads, within the device's node."""
+    from sim.collectives import per_node
+    from workloads.parallel import Layout, local_heads
+
+    pp = args.pp or 1
+    tp_arg = (args.tp or "").strip().lower()
+    if tp_arg == "auto":
+        most = (count or per_node(device.interconnect) * pp) // pp
+        out = []
+        for t in (1, 2, 4, 8, 16, 32, 64):
+            if t > most:
+                break
+            try:
+                local_heads(spec, t)
+            except InputError:
+                continue
+            out.append(Layout(t, pp, ep=args.ep))
+        if not out:
+            raise InputError(f"--tp auto: no tensor-parallel degree of {spec.name} fits {most} device(s)")
+        return out
+    if tp_arg:
+        try:
+            tp = int(tp_arg)
+        except ValueError:
+            raise InputError(f"--tp must be a whole number or 'auto', got {args.tp!r}") from None
+    else:
+        if count is not None and count % pp:
+            raise InputError(f"{count} devices cannot run --pp {pp} stages evenly")
+        tp = count // pp if count is not None else 1
+    if count is not None and tp * pp != count:
+        raise InputError(f"-d {count}x{device.name} is {count} devices but --tp {tp} x --pp {pp} = {tp * pp}")
+    return [Layout(tp, pp, ep=args.ep)]
+
+
 def _precisions(args):
     """The -p presets and the --map file; bf16 when neither is given."""
     from quant.precision import PrecisionMap, preset_map
@@ -45,7 +95,8 @@ def cmd_latency(args) -> int:
     checks.output_file(args.csv, "--csv")
     spec = load_model(args.model)
     over = _overrides(args)
-    devices = [load_device(d, over) for d in names(args.device)]
+    named = _device_names(args.device)
+    devices = [load_device(d, over) for d, _ in named]
     if not devices:
         raise InputError("no device given (-d NAME[,NAME])")
     maps = _precisions(args)
@@ -55,6 +106,9 @@ def cmd_latency(args) -> int:
 
     opts = dict(chunk=args.chunk, eager=args.eager, fused_attention=not args.unfused_attention,
                 engine=check_engine(args.engine), kernels=parse_kernel_choices(args.kernel))
+    layouts = {dev.name: _layouts(args, spec, dev, n) for dev, (_, n) in zip(devices, named)}
+    if any(len(v) > 1 or not v[0].trivial for v in layouts.values()):
+        return _latency_parallel(args, spec, devices, layouts, maps, batches, opts)
     if args.per_op:
         frames = []
         fit = latency_table(spec, devices, maps, batches, args.prompt, args.context, **opts).set_index(
@@ -103,13 +157,57 @@ def cmd_latency(args) -> int:
     return 0
 
 
+def _latency_parallel(args, spec, devices, layouts, maps, batches, opts) -> int:
+    """``latency`` over tensor / pipeline layouts: one row per (device, layout, precision, batch), per-device
+    memory, the time in collectives; with several layouts, the fastest one that fits per batch."""
+    from sim.latency import latency_table, per_op_table
+
+    frames = []
+    for dev in devices:
+        for lay in layouts[dev.name]:
+            frames.append(latency_table(spec, [dev], maps, batches, args.prompt, args.context, layout=lay, **opts))
+    df = pd.concat(frames, ignore_index=True)
+    if args.per_op:
+        for dev in devices:
+            for lay in layouts[dev.name]:
+                for pm in maps:
+                    for b in batches:
+                        t = per_op_table(spec, dev, pm, b, args.prompt, args.context, layout=lay, **opts)
+                        print(f"\n== {spec.name} on {lay.devices} x {dev.name} ({lay}), {pm.name}, batch {b}: "
+                              f"per device; prompt {args.prompt}, decode at context {args.context} ==")
+                        show(t.drop(columns=["kv_fmt"]), floatfmt="{:,.4g}")
+        write_csv(df, args.csv)
+        return 0
+    if not df["fits"].any():
+        worst = df.loc[df["total_gb"].idxmin()]
+        raise InputError(f"{spec.name} fits no layout asked for: the smallest needs {worst['total_gb']:.1f} GB per device "
+                         f"({worst['layout']} on {worst['device']}, {worst['capacity_gb']:.0f} GB); try more devices "
+                         "(--tp, --pp) or a lighter precision")
+    print(f"{spec.name}: prefill {args.prompt} tokens, one decode step at context {args.context}; times for the whole "
+          f"batch through all devices of the layout; memory per device (GB = 1e9 bytes); engine {args.engine}")
+    cols = ["device", "layout", "devices", "precision", "batch", "prefill_ms", "prefill_comm_ms", "decode_ms",
+            "decode_comm_ms", "decode_tok_s", "decode_j_per_token", "weights_gb", "kv_gb", "total_gb", "capacity_gb",
+            "fits"]
+    show(df[cols])
+    if sum(len(v) for v in layouts.values()) > len(devices):
+        ok = df[df.fits]
+        best = ok.loc[ok.groupby(["device", "precision", "batch"]).decode_ms.idxmin()]
+        print("\nfastest layout that fits, per batch (decode):")
+        show(best[["device", "precision", "batch", "layout", "decode_ms", "decode_tok_s", "total_gb"]])
+    if not df["fits"].all():
+        print("note: rows with fits=False need more memory per device than it has", file=sys.stderr)
+    write_csv(df, args.csv)
+    return 0
+
+
 def _kernel_line(spec, device, maps, cfg) -> str:
     """``bf16: cublas, w4a16: cublas+marlin`` (and ``(uncalibrated)`` where the constants are not fitted
     on the device's architecture): what a serve study's iterations are priced with."""
     from sim.costmodel import assign, lower
     from sim.latency import gemm_kernels
 
-    lws = [lower(assign(spec, m), [device], cfg.eager, kernels=dict(cfg.kernels), engine=cfg.engine) for m in maps]
+    lws = [lower(assign(spec, m, cfg.layout), [device], cfg.eager, kernels=dict(cfg.kernels), engine=cfg.engine)
+           for m in maps]
     names, cal = gemm_kernels(lws, [device])
     return ", ".join(f"{m.name}: {n}{'' if c else ' (uncalibrated)'}" for m, n, c in zip(maps, names[:, 0], cal[:, 0]))
 
@@ -134,13 +232,19 @@ def cmd_serve(args) -> int:
     if args.out:
         checks.output_dir(args.out, "--out")
     spec = load_model(args.model)
-    device = load_device(args.device, _overrides(args))
+    named = _device_names(args.device)
+    if len(named) != 1:
+        raise InputError("serve takes one device (-d NAME, or -d 8xNAME for a tensor-parallel replica)")
+    device = load_device(named[0][0], _overrides(args))
     maps = _precisions(args)
+    if (args.tp or "").strip().lower() == "auto":
+        raise InputError("--tp auto is a latency question; serve takes one layout (--tp N --pp M)")
+    layout = _layouts(args, spec, device, named[0][1])[0]
     cfg = ServingConfig(scheduler=args.scheduler, max_batch=args.max_batch, max_tokens=args.max_tokens,
                         replicas=args.replicas, router=args.router, memory_margin=args.memory_margin,
                         cpu_overhead_s=checks.number(args.cpu_overhead_ms, "--cpu-overhead-ms", lo=0) / 1e3,
                         eager=args.eager, engine=check_engine(args.engine),
-                        kernels=tuple(sorted(parse_kernel_choices(args.kernel).items())))
+                        kernels=tuple(sorted(parse_kernel_choices(args.kernel).items())), layout=layout)
     slo = SLO(ttft_s=args.slo_ttft, tpot_s=args.slo_tpot)
     check_config(cfg, slo)
     checks.number(args.attainment, "--attainment (fraction of requests meeting the SLO)", lo=0, hi=1, lo_open=True)
@@ -222,7 +326,8 @@ def cmd_serve(args) -> int:
                     "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "batch_mean",
                     "kv_util_mean", "preemptions", "mfu", "energy_per_output_token_j", "energy_per_request_j",
                     "power_w", "kv_capacity_tokens"]
-            print(f"{spec.name} on {args.replicas} x {device.name}, {args.scheduler} scheduler; SLO TTFT {slo.ttft_s} s, "
+            print(f"{spec.name} on {args.replicas} x {layout.devices} x {device.name} ({layout} per replica), "
+                  f"{args.scheduler} scheduler; SLO TTFT {slo.ttft_s} s, "
                   f"TPOT {slo.tpot_s} s; engine {cfg.engine}; GEMM kernels {_kernel_line(spec, device, maps, cfg)}")
             show(df[cols], floatfmt="{:,.4g}")
             unsustained = df[~df.sustained]
@@ -289,6 +394,24 @@ def cmd_gemm(args) -> int:
     return 0
 
 
+def cmd_collective(args) -> int:
+    """One collective among -n devices at several sizes: time, algorithm, bus bandwidth."""
+    from hwmodels.spec import load_device
+    from mpqsim import checks
+    from sim.collectives import price_collective
+
+    checks.output_file(args.csv, "--csv")
+    dev = load_device(args.device, _overrides(args))
+    sizes = floats(args.bytes, "--bytes")
+    c = price_collective(dev, args.collective, args.n, sizes, args.per_node, oneshot=args.oneshot)
+    df = pd.DataFrame(dict(bytes=c.size_bytes, time_us=c.time_s * 1e6, algorithm=c.algorithm, bus_gbs=c.bus_gbs))
+    print(f"{args.collective} over {c.n_devices} x {dev.name}, {c.devices_per_node} per node: {c.level} ({c.link}); "
+          f"constants fitted on NCCL timings of A100 systems (benchmarks/collectives.py)")
+    show(df, floatfmt="{:,.4g}")
+    write_csv(df, args.csv)
+    return 0
+
+
 def register(sub) -> None:
     def model_device_precision(s, devices="device name(s), comma-separated, or a YAML path"):
         s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
@@ -306,6 +429,10 @@ def register(sub) -> None:
                        help="override a device number, e.g. --set memory_bandwidth_tbs=4 --set peak_tflops.mxint4=8000")
         s.add_argument("--power-cap", type=float, default=None, metavar="W",
                        help="what-if board power limit in W (default: the device's TDP); the clock drops to respect it")
+        s.add_argument("--tp", default=None, help="tensor-parallel degree per replica (or 'auto' in latency: every degree "
+                                                  "that fits a node); -d 8xh100-sxm sets it from the count")
+        s.add_argument("--pp", type=int, default=None, help="pipeline-parallel stages per replica (default 1)")
+        s.add_argument("--ep", action="store_true", help="MoE: experts split whole over the tensor-parallel group")
 
     s = sub.add_parser("latency", help="prefill/decode latency and memory of a model on devices",
                        description="Price prefill and one decode step with the roofline cost model.")
@@ -364,6 +491,19 @@ def register(sub) -> None:
     s.add_argument("--power-cap", type=float, default=None, metavar="W", help="what-if board power limit in W")
     s.add_argument("--csv", help="also write the table to this CSV file")
     s.set_defaults(func=cmd_gemm)
+
+    s = sub.add_parser("collective", help="time of an all-reduce, all-gather, reduce-scatter, send/recv or all-to-all",
+                       description="Price one collective over a device's interconnect (latency + bandwidth model).")
+    s.add_argument("collective", help="all_reduce, all_gather, reduce_scatter, send_recv or all_to_all")
+    s.add_argument("-d", "--device", required=True, help="device name or a YAML path")
+    s.add_argument("-n", type=int, required=True, help="devices taking part")
+    s.add_argument("--bytes", required=True, help="buffer sizes per device in bytes, comma-separated (e.g. 2048,1e6,64e6)")
+    s.add_argument("--per-node", type=int, default=None, help="devices per node (default: the device's scale-up domain)")
+    s.add_argument("--oneshot", action="store_true", help="allow a custom one-shot all-reduce inside an NVLink domain "
+                                                          "(vLLM / TensorRT-LLM); default NCCL's algorithms")
+    s.add_argument("--set", action="append", metavar="KEY=NUMBER", help="override a device number")
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd_collective, power_cap=None)
 
     s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")
     s.add_argument("-o", "--out", default="mpqsim-demo", help="folder for the demo's CSV files")

@@ -104,6 +104,11 @@ def op_cost(op, low, dev, batch, q, past):
     if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row
         t_c = max(t_c, m * cnt.w_elems / low.dequant_rate)
     t_m = (b_w + b_a + b_kv) / (dev.bandwidth * stream)
+    e_wire = 0.0
+    if low.comm_b1 > 0.0:  # a collective: the buffer over the links (sim/collectives.py), not memory-bound
+        buf = cnt.in_elems * op.abytes
+        t_m = min(low.comm_a1 + buf * low.comm_b1, low.comm_a2 + buf * low.comm_b2)
+        e_wire = buf * low.e_link
     t_l = launch_time(low, dev, q)
     t = max(t_c, t_m) + t_l
     mem_bound = t_m >= t_c
@@ -112,7 +117,7 @@ def op_cost(op, low, dev, batch, q, past):
         b_chip = b_a
     b_dram = b_w + b_kv + b_a - b_chip
     e_c = cnt.flops * low.e_flop
-    e_d = b_dram * dev.e_dram
+    e_d = b_dram * dev.e_dram + e_wire
     e_on = (b_dram + b_chip) * dev.e_onchip
     e_s = dev.static_w * t
     t_mb = t if mem_bound else 0.0

@@ -31,6 +31,11 @@ def describe(engine: str) -> str:
     return _DOC[check_engine(engine)]["doc"]
 
 
+def all_reduce_kind(engine: str) -> str:
+    """``oneshot`` (custom all-reduce inside an NVLink domain, as vLLM / TensorRT-LLM) or ``nccl``."""
+    return str(_DOC[check_engine(engine)]["all_reduce"]["kind"])
+
+
 def attention_glue(engine: str) -> float:
     """Kernels per layer around the attention kernel (KV-cache writes, layout copies)."""
     return float(_DOC[check_engine(engine)]["attention_glue"]["kernels"])

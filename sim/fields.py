@@ -68,6 +68,11 @@ LOWERED_FIELDS = {
     "traffic": "memory traffic of the op's activations as a multiple of its own input + output bytes (engine)",
     "materialise_scores": "1 if attention scores go through memory (unfused attention), else 0",
     "e_flop": "J per FLOP of the unit at the peak clock (s = 1; hwmodels/power.py)",
+    "comm_a1": "comm ops: fixed time of the collective's small-message algorithm, s (sim/collectives.py)",
+    "comm_b1": "comm ops: its time per byte of buffer, s (0 = not a comm op)",
+    "comm_a2": "comm ops: fixed time of its large-message algorithm, s (inf = none)",
+    "comm_b2": "comm ops: its time per byte of buffer, s",
+    "e_link": "comm ops: J per byte of buffer on the link",
 }
 LOWERED_DTYPE = _float_dtype(LOWERED_FIELDS)
 

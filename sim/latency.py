@@ -85,8 +85,13 @@ def _bound(t_memory, t_compute) -> np.ndarray:
 def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[PrecisionMap],
                   batches, prompt: int, context: int, chunk: int | None = None,
                   eager: bool = False, fused_attention: bool = True, engine: str = "fused",
-                  kernels: dict | None = None) -> pd.DataFrame:
+                  kernels: dict | None = None, layout=None) -> pd.DataFrame:
     """One row per (device, precision, batch): prefill and decode latency, throughput, memory.
+
+    ``layout`` (:class:`workloads.parallel.Layout`) spreads the model over ``tp x pp`` devices:
+    times are one pass of the batch through the whole pipeline (``*_comm_ms``: the part spent in
+    collectives and send/recv), memory is per device (the largest pipeline stage's), ``fits``
+    per device.
 
     ``decode_ms`` is one decode step of the whole batch at context ``context``; ``kv_gb`` is the
     cache held at ``max(prompt, context)`` tokens; ``fits`` compares weights + KV + peak
@@ -108,10 +113,15 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
                   batch=np.tile(np.repeat(np.asarray(batches, dtype=float), n_ph), len(devices)),
                   q=np.tile([float(p.q) for p in ph], len(devices) * n_b),
                   past=np.tile([float(p.past) for p in ph], len(devices) * n_b))
-    models = [assign(spec, pmap) for pmap in pmaps]
+    models = [assign(spec, pmap, layout) for pmap in pmaps]
     check_choices_used(models, kernels)
     lws = [lower(m, devices, eager, fused_attention, kernels=kernels, engine=engine) for m in models]
-    tot = np.stack([price(lw, cfg).totals for lw in lws])
+    from workloads.optable import COMM
+
+    cts = [price(lw, cfg, detail=True) for lw in lws]
+    tot = np.stack([ct.totals for ct in cts])
+    comm = np.stack([(ct.detail["time"] * (lw.ops["repeat"] * (lw.ops["kind"] == COMM))).sum(-1)
+                     for ct, lw in zip(cts, lws)])
     gk, cal = gemm_kernels(lws, devices)
     full = (len(pmaps), *shape)                       # precision x device x batch x phase
     total, t_mem, t_cmp = (tot[f].reshape(full) for f in ("time", "time_memory_bound", "time_compute_bound"))
@@ -123,9 +133,13 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     capacity = np.array([d.memory_bytes for d in devices])[:, None]
     held = max(prompt, context)
     act = tot["act_peak"].reshape(full).max(-1)
-    weights = np.array([m.weight_bytes for m in models])[:, None, None]
-    kv = np.stack([m.kv_bytes(grid_b, held) for m in models])
+    stage_w = [m.stage_weight_bytes() for m in models]            # per pipeline stage
+    stage_kv = [m.stage_kv_bytes(grid_b, held) for m in models]   # device x batch x stage
+    worst = [np.argmax(w[None, None, :] + kv, axis=-1) for w, kv in zip(stage_w, stage_kv)]
+    weights = np.stack([w[i] for w, i in zip(stage_w, worst)])
+    kv = np.stack([np.take_along_axis(k, i[..., None], -1)[..., 0] for k, i in zip(stage_kv, worst)])
     need = weights + kv + act
+    comm = comm.reshape(full)
     n = pre_t.size
     dev_names = np.repeat(np.array([d.name for d in devices], dtype=object), len(batches))
     return pd.DataFrame(dict(
@@ -135,11 +149,14 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
         prompt=np.full(n, prompt), context=np.full(n, context), prefill_ms=pre_t.ravel() * 1e3,
         prefill_bound=_bound(t_mem[pre].sum(-1), t_cmp[pre].sum(-1)),
         decode_ms=dec_t.ravel() * 1e3, decode_bound=_bound(t_mem[dec], t_cmp[dec]),
+        prefill_comm_ms=comm[pre].sum(-1).ravel() * 1e3, decode_comm_ms=comm[dec].ravel() * 1e3,
         decode_tok_s=(grid_b / dec_t).ravel(), prefill_tok_s=(grid_b * prompt / pre_t).ravel(),
         prefill_j_per_token=(pre_e / (grid_b * prompt)).ravel(), decode_j_per_token=(dec_e / grid_b).ravel(),
         prefill_power_w=(pre_e / pre_t).ravel(), decode_power_w=(dec_e / dec_t).ravel(),
         prefill_clock_mhz=(clock_t[pre].sum(-1) / pre_t).ravel() / 1e6, decode_clock_mhz=(clock_t[dec] / dec_t).ravel() / 1e6,
         power_cap_w=np.tile(np.repeat([float(x) for x in lws[0].device["cap_w"]], len(batches)), len(pmaps)),
+        layout=np.full(n, str(layout) if layout is not None else "tp1", dtype=object),
+        devices=np.full(n, layout.devices if layout is not None else 1),
         weights_gb=np.broadcast_to(weights / GB, pre_t.shape).ravel(), kv_gb=kv.ravel() / GB,
         act_gb=act.ravel() / GB, total_gb=need.ravel() / GB,
         capacity_gb=np.broadcast_to(capacity, pre_t.shape).ravel() / GB, fits=(need <= capacity).ravel(),
@@ -166,7 +183,8 @@ def gemm_kernels(lws, devices) -> tuple[np.ndarray, np.ndarray]:
 
 def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch: int, prompt: int,
                  context: int, chunk: int | None = None, eager: bool = False,
-                 fused_attention: bool = True, engine: str = "fused", kernels: dict | None = None) -> pd.DataFrame:
+                 fused_attention: bool = True, engine: str = "fused", kernels: dict | None = None,
+                 layout=None) -> pd.DataFrame:
     """Every op of every phase, explained: shape, formats, unit, kernel, FLOPs, bytes, bound, time.
 
     ``time_us`` is one instance (one layer); ``total_us`` = ``time_us`` x ``repeat``; ``share``
@@ -176,7 +194,7 @@ def per_op_table(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, batch:
     allows it.
     """
     validate(spec, [batch], prompt, context, chunk)
-    model = assign(spec, pmap)
+    model = assign(spec, pmap, layout)
     t = model.table
     check_choices_used([model], kernels)
     lw = lower(model, [device], eager, fused_attention, kernels=kernels, engine=engine)

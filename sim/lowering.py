@@ -33,7 +33,7 @@ from hwmodels.spec import UNIT_ACCEPTS, DeviceSpec
 from sim.engines import DEFAULT_ENGINE, attention_glue, check_engine, ew_plan
 from quant.formats import parse_format
 from sim.fields import DEVICE_DTYPE, LOWERED_DTYPE, records
-from workloads.optable import AV, EMBED, EXPERT, KIND_NAMES, LINEAR, QK, SOFTMAX, VECTOR
+from workloads.optable import AV, COLLECTIVES, COMM, EMBED, EXPERT, KIND_NAMES, LINEAR, QK, SOFTMAX, VECTOR
 
 if TYPE_CHECKING:
     from sim.assign import AssignedModel
@@ -46,7 +46,7 @@ UNIT_NAMES = (*UNIT_ACCEPTS, VECTOR_UNIT)
 #: constants are data (hwmodels/kernels.yaml); the rest are the non-GEMM kernels.
 KERNELS = {k: v["doc"] for k, v in KERNEL_FAMILIES.items()}
 KERNEL_NAMES = tuple(KERNELS)
-_ELEMENTWISE_KINDS = (VECTOR, SOFTMAX, EMBED)
+_ELEMENTWISE_KINDS = (VECTOR, SOFTMAX, EMBED, COMM)
 
 
 def compute_unit(device: DeviceSpec, weight: str, act: str) -> str:
@@ -114,6 +114,8 @@ def op_unit_kernel(device: DeviceSpec, kind: int, weight: str, act: str, fused_a
         kern = "flash_attention" if fused_attention else ("softmax" if kind == SOFTMAX else "attention_gemm")
     elif kind == EMBED:
         kern = "gather"
+    elif kind == COMM:
+        kern = "collective"
     elif kind == VECTOR:
         kern = ew_plan(engine, ew)[0]
     else:
@@ -223,6 +225,8 @@ def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: t
             if r not in seen:
                 seen[r] = _lower_op(dev, *r, fused_attention, dict(choices), engine)
             per_op[d][j] = seen[r]
+        for j in np.flatnonzero(model.ops["kind"] == COMM):  # collectives: priced on the device's links
+            _lower_comm(per_op[d], j, dev, model.ops[j], model.layout, engine)
     pms = [power_model(dev) for dev in devices]
     device = records(DEVICE_DTYPE,
                      bandwidth=[dev.bandwidth * dev.eff_memory for dev in devices],
@@ -278,11 +282,32 @@ def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, ew: int, fused_
                glue_fixed_s=kernel_params("pointwise", dev.architecture).fixed_s,
                dec_rate=0.0, dec_stream=0.0, dec_fixed_s=0.0,
                materialise_scores=0.0 if kern == "flash_attention" else 1.0,
-               e_flop=power_model(dev).e_flop[unit],
+               e_flop=power_model(dev).e_flop[unit], comm_a1=0.0, comm_b1=0.0, comm_a2=0.0, comm_b2=0.0, e_link=0.0,
                **_kernel_fields(dev, unit, kind, kernel_params(kern, dev.architecture)))
     if kern == "flash_attention":
         rec.update(_decode_fields(dev, unit, kernel_params("paged_decode", dev.architecture)))
     return tuple(rec[f] for f in LOWERED_DTYPE.names)
+
+
+def _lower_comm(per_op, j: int, dev: DeviceSpec, op, layout, engine: str) -> None:
+    """A comm op's fields: the collective's time lines on ``dev``'s interconnect (sim/collectives.py),
+    no launch of its own (the measured times include it). A send/recv between pipeline stages
+    crosses nodes when the stages' tensor-parallel groups fill them."""
+    from sim.collectives import lowered_terms, per_node
+
+    coll = COLLECTIVES[int(op["collective"])]
+    n = int(op["group"])
+    p = (layout.devices_per_node if layout is not None else None) or per_node(dev.interconnect)
+    if coll == "send_recv":
+        tp = layout.tp if layout is not None else 1
+        p = 2 if tp * (layout.pp if layout is not None else 1) <= p else 1
+    from sim.engines import all_reduce_kind
+
+    a1, b1, a2, b2, e_link = lowered_terms(dev.interconnect, coll, n, p, oneshot=all_reduce_kind(engine) == "oneshot")
+    r = per_op[j]
+    r["comm_a1"], r["comm_b1"], r["comm_a2"], r["comm_b2"], r["e_link"] = a1, b1, a2, b2, e_link
+    r["launches"] = 0.0
+    r["glue"] = 0.0
 
 
 def with_kernel_params(lowered: Lowered, params: dict) -> Lowered:

@@ -109,7 +109,8 @@ def kernel_constants_id() -> str:
     from importlib import resources
 
     h = hashlib.sha256()
-    for pkg, rel in (("hwmodels", "kernels.yaml"), ("sim", "engines.yaml")):
+    for pkg, rel in (("hwmodels", "kernels.yaml"), ("sim", "engines.yaml"), ("hwmodels", "power.yaml"),
+                     ("hwmodels", "links.yaml"), ("hwmodels", "generator.yaml")):
         h.update((resources.files(pkg) / rel).read_bytes())
     cal = resources.files("hwmodels") / "calibration"
     for p in sorted(cal.iterdir(), key=lambda p: p.name):

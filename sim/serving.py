@@ -30,6 +30,7 @@ from sim.costmodel import assign, iteration_kernel, lower, price
 from sim.lowering import check_choices_used
 from sim.fields import ITERATION_DTYPE, ITERATION_RESULT_DTYPE, Iteration, IterationBatch
 from sim.schedulers import BLOCK_TOKENS, SCHEDULERS, KVCache, Request
+from workloads.parallel import Layout
 from workloads.spec import ModelSpec
 
 ROUTERS = ("round_robin", "least_outstanding")
@@ -52,6 +53,11 @@ class ServingConfig:
         eager: eager kernel launches (CUDA graphs otherwise).
         engine: how element-wise ops run (sim/engines.yaml: ``fused`` or ``eager``).
         kernels: GEMM class -> kernel chosen (e.g. ``(("w4a16", "tinygemm"),)``), else each device's default.
+        layout: how one replica spreads over devices (:class:`workloads.parallel.Layout`: ``tp`` x ``pp``).
+            Tensor parallelism shards every op (collectives priced on the links); with ``pp`` stages a
+            replica runs ``pp`` micro-batches in flight (vLLM's virtual engines, each with its own
+            scheduler and a ``1 / pp`` share of the KV cache): a new iteration enters the pipeline
+            every stage time (its time / ``pp``), and its tokens leave after the whole pipeline.
     """
 
     scheduler: str = "vllm"
@@ -65,6 +71,7 @@ class ServingConfig:
     eager: bool = False
     engine: str = "fused"
     kernels: tuple = ()
+    layout: Layout = Layout()
 
 
 @dataclass(frozen=True)
@@ -88,14 +95,15 @@ class ReplicaModel:
     reserve_bytes: float = field(init=False)
 
     def __post_init__(self):
-        model = assign(self.spec, self.pmap)
+        model = assign(self.spec, self.pmap, self.cfg.layout)
         check_choices_used([model], dict(self.cfg.kernels))
         self.lowered = lower(model, [self.device], self.cfg.eager, kernels=dict(self.cfg.kernels),
                              engine=self.cfg.engine)
         act = price(self.lowered, device=0, batch=1, q=self.cfg.max_tokens, past=0)["act_peak"]
-        self.weights_bytes = model.weight_bytes
+        # per device: the largest pipeline stage's weights and KV per token (one device without pipelining)
+        self.weights_bytes = float(model.stage_weight_bytes().max())
         self.reserve_bytes = float(act[0])
-        self.kv_bytes_per_token = float(model.kv_bytes(1, 1))
+        self.kv_bytes_per_token = float(model.stage_kv_bytes(1, 1).max())
         usable = self.device.memory_bytes * (1 - self.cfg.memory_margin)
         free = usable - self.weights_bytes - self.reserve_bytes
         if free < BLOCK_TOKENS * self.kv_bytes_per_token:
@@ -106,6 +114,7 @@ class ReplicaModel:
         self.kv_blocks = int(free // (BLOCK_TOKENS * self.kv_bytes_per_token))
         self._kernel_args = (self.lowered.ops, self.lowered.per_op[0], self.lowered.device)
         self.static_w = float(self.lowered.device["static_w"][0])  # between iterations, clocks up
+        self.devices = self.cfg.layout.devices  # devices per replica (energy: every one of them)
         self._it = np.zeros(1, dtype=ITERATION_DTYPE)  # the iteration's batch, refilled each call
         self._res = np.zeros(1, dtype=ITERATION_RESULT_DTYPE)  # and what it costs
         self._none = np.zeros(0)
@@ -134,15 +143,21 @@ class ReplicaModel:
         ops, low, dev = self._kernel_args
         iteration_kernel(ops, low, dev, self._it, pq, pp, self._res)
         cost = Iteration._make(self._res[0].tolist())  # the record's fields, by the registry's names
+        # the priced ops are one device's share of every stage: x tp devices per stage
         return (cost.time + self.cfg.cpu_overhead_s, cost.flops, cost.busy_at_peak,
-                cost.energy + self.cfg.cpu_overhead_s * self.static_w, cost.clock_hz)
+                (cost.energy + self.cfg.cpu_overhead_s * self.static_w) * self.cfg.layout.tp, cost.clock_hz)
 
 
 class Replica:
-    def __init__(self, env: simpy.Environment, idx: int, model: ReplicaModel, stats: "Stats"):
+    """One scheduler and its share of a replica's KV cache; with pipeline stages, one of the ``pp``
+    virtual engines that share the replica's pipeline (``pipe``: its entry, one iteration at a time)."""
+
+    def __init__(self, env: simpy.Environment, idx: int, model: ReplicaModel, stats: "Stats", pipe=None):
         cfg = model.cfg
-        self.env, self.idx, self.model, self.stats = env, idx, model, stats
-        self.sched = SCHEDULERS[cfg.scheduler](KVCache(model.kv_blocks, cfg.watermark), cfg.max_batch, cfg.max_tokens)
+        self.env, self.idx, self.model, self.stats, self.pipe = env, idx, model, stats, pipe
+        pp = cfg.layout.pp
+        self.sched = SCHEDULERS[cfg.scheduler](KVCache(model.kv_blocks // pp, cfg.watermark), cfg.max_batch // pp
+                                               if pp > 1 else cfg.max_batch, cfg.max_tokens)
         self.outstanding = 0
         self.wake = env.event()
         self.proc = env.process(self.run())
@@ -168,7 +183,14 @@ class Replica:
                 continue
             dt, flops, busy, energy, clock = self.model.iteration(batch)
             stats.iteration(len(batch), sched.kv.used_fraction, dt, flops, busy, energy, clock)
-            yield env.timeout(dt)
+            if self.pipe is None:
+                yield env.timeout(dt)
+            else:  # enter the pipeline when its first stage is free; leave after every stage
+                stage = dt / self.model.cfg.layout.pp
+                with self.pipe.request() as turn:
+                    yield turn
+                    yield env.timeout(stage)
+                yield env.timeout(dt - stage)
             now = env.now
             for r, q, _ in batch:
                 if r not in sched.running:  # preempted in this very scheduling round
@@ -246,7 +268,9 @@ def simulate(spec: ModelSpec, device: DeviceSpec, pmap: PrecisionMap, requests: 
     env = simpy.Environment()
     stats = Stats(len(requests), progress)
     stats.done = env.event()
-    replicas = [Replica(env, i, model, stats) for i in range(cfg.replicas)]
+    pp = cfg.layout.pp
+    pipes = [simpy.Resource(env, capacity=1) if pp > 1 else None for _ in range(cfg.replicas)]
+    replicas = [Replica(env, i, model, stats, pipes[i // pp]) for i in range(cfg.replicas * pp)]
     reqs = [Request(i, float(a), int(p), int(o)) for i, (a, p, o) in
             enumerate(zip(requests.arrival, requests.prompt, requests.output))]
 
@@ -332,14 +356,18 @@ def summarize(per_req: pd.DataFrame, tbt: np.ndarray, stats: Stats, model: Repli
                batch_p99=_pct(sizes, 99), batch_max=int(sizes.max()),
                kv_util_mean=float((kv * dur).sum() / dur.sum()), kv_util_max=float(kv.max()),
                kv_capacity_tokens=model.kv_capacity_tokens, kv_blocks=model.kv_blocks,
-               mfu=stats.busy_at_peak / (span * cfg.replicas), tflops_per_s=stats.flops / span / 1e12)
+               mfu=stats.busy_at_peak / (span * cfg.replicas * cfg.layout.pp), tflops_per_s=stats.flops * cfg.layout.tp / span / 1e12)
     # energy: the iterations, plus every replica's idle time (no work) at its static power
+    # energy: the iterations (every device of a replica), plus idle device time at static power
     busy = float(dur.sum())
-    energy = stats.energy + max(span * cfg.replicas - busy, 0.0) * model.static_w
+    lay = cfg.layout
+    device_busy = busy * lay.tp  # device-seconds busy: each iteration occupies every stage's tp devices for a stage time
+    energy = stats.energy + max(span * cfg.replicas * lay.devices - device_busy, 0.0) * model.static_w
     out.update(energy_j=energy, energy_per_request_j=energy / len(per_req),
                energy_per_output_token_j=energy / float(per_req.output.sum()),
-               power_w=energy / (span * cfg.replicas), busy_power_w=stats.energy / busy if busy else 0.0,
-               clock_mhz=stats.clock_time / busy / 1e6 if busy else 0.0)
+               power_w=energy / (span * cfg.replicas * lay.devices),
+               busy_power_w=stats.energy / device_busy if busy else 0.0,
+               clock_mhz=stats.clock_time / busy / 1e6 if busy else 0.0, layout=str(lay), devices_per_replica=lay.devices)
     return out
 
 

@@ -29,8 +29,10 @@ from mpqsim import FrozenDict, InputError
 from workloads.spec import ModelSpec
 
 # ---------------------------------------------------------------- op kinds and the field registries
-LINEAR, EXPERT, QK, AV, SOFTMAX, VECTOR, EMBED = range(7)
-KIND_NAMES = ("linear", "expert", "qk", "av", "softmax", "vector", "embed")
+LINEAR, EXPERT, QK, AV, SOFTMAX, VECTOR, EMBED, COMM = range(8)
+KIND_NAMES = ("linear", "expert", "qk", "av", "softmax", "vector", "embed", "comm")
+#: What a communication op does (the ``collective`` code of a ``comm`` row).
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send_recv", "all_to_all")
 #: What an element-wise op computes (the ``ew`` code): how an engine runs it depends on it.
 EW_NAMES = ("other", "norm", "rotary", "act", "residual", "routing")
 EW_OTHER, EW_NORM, EW_ROTARY, EW_ACT, EW_RESIDUAL, EW_ROUTING = range(len(EW_NAMES))
@@ -59,6 +61,8 @@ SHAPE_FIELDS = {
     "routed_experts": "MoE: routed experts of the model",
     "topk": "MoE: experts per token",
     "last_only": "1 if the op sees only each sequence's last token (lm_head)",
+    "collective": "comm ops: what it does (code into COLLECTIVES: all_reduce, all_gather, reduce_scatter, send_recv, all_to_all)",
+    "group": "comm ops: devices taking part",
     "repeat": "identical instances (layers) the row stands for",
 }
 SHAPE_DTYPE = np.dtype([(f, np.float64) for f in SHAPE_FIELDS])
@@ -159,6 +163,10 @@ def op_counts(op, batch, q, past):
                 gk = kv_len
                 s_r = scores
                 o = tokens * heads * hd
+    elif kind == COMM:  # a collective over the buffer of n elements per token (the whole buffer, one device's view)
+        m = batch if op.last_only > 0 else tokens
+        count = 1.0
+        i = m * n
     elif kind == VECTOR:
         m = tokens
         count = 1.0
@@ -261,9 +269,16 @@ def build_optable(spec: ModelSpec) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=256)
-def model_rows(spec: ModelSpec) -> tuple:
-    """The op table of ``spec`` as complete, read-only row dicts (one per table row; memoised)."""
-    return tuple(FrozenDict(r) for r in _complete_rows(_spec_rows(spec)))
+def model_rows(spec: ModelSpec, layout=None) -> tuple:
+    """The op table of ``spec`` as complete, read-only row dicts (one per table row; memoised);
+    with a :class:`workloads.parallel.Layout`, one device's rows (sharded, communication added)."""
+    rows = _complete_rows(_spec_rows(spec))
+    if layout is not None and not layout.trivial:
+        from workloads.parallel import parallel_rows
+
+        rows = _complete_rows([{k: v for k, v in r.items() if k not in ("repeat", "row_experts")}
+                               for r in parallel_rows(spec, rows, layout)])
+    return tuple(FrozenDict(r) for r in rows)
 
 
 def _spec_rows(spec: ModelSpec) -> list:
@@ -306,7 +321,8 @@ def _spec_rows(spec: ModelSpec) -> list:
 #: Columns a row given to :func:`table_from_rows` may set, with their defaults (``name``, ``role``
 #: and ``kind`` are required).
 ROW_DEFAULTS = dict(layers=(), expert_ids=(), params=0, n=0, k=0, w_elems=0, b_elems=0, fpt=0, ipt=0, opt=0, ew=0,
-                    heads=0, kv_heads=0, head_dim=0, window=0, routed_experts=0, topk=0, last_only=0)
+                    heads=0, kv_heads=0, head_dim=0, window=0, routed_experts=0, topk=0, last_only=0, collective=0,
+                    group=0)
 TABLE_COLUMNS = ("name", "role", "kind", "layers", "expert_ids", "repeat", "row_experts", "params",
                  *(f for f in SHAPE_FIELDS if f not in ("kind", "repeat", "row_experts")))
 
