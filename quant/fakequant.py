@@ -13,6 +13,14 @@ op table (so the names are the ones ``mpqsim latency --map`` prices):
 * the attention matmuls ``qk`` (weight = K, act = Q, blocked along head_dim) and ``av`` (weight = V
   blocked along the sequence, act = the probabilities blocked along the keys), inside an attention
   function registered with transformers as ``mpqsim`` (eager semantics: GQA, scaling, softcap, mask);
+* MoE experts (role ``expert``; Mixtral's ``...experts.{e}.w1`` / ``w3`` / ``w2``, the checkpoint's
+  names) on transformers 5's fused expert tensors (``mlp.experts.gate_up_proj`` [E, 2I, H] and
+  ``down_proj`` [E, H, I]): each expert's gate, up and down slices are quantized with that
+  expert's formats along their reduction axis, and the experts' forward quantizes each expert's
+  inputs (the routed tokens for gate and up, the activated hidden state for down) with its
+  activation formats (transformers' eager expert loop: an all-high map reproduces a model loaded
+  with ``experts_implementation="eager"`` bit for bit); the router (``block_sparse_moe.gate``,
+  transformers 5's ``mlp.gate``) is a linear op;
 * the KV-cache format, applied to K and V before the attention matmuls. With a low-precision
   KV cache, K and V enter ``qk`` / ``av`` as stored (quantized once); an attention weight format
   other than the cache's (or a high one) is refused rather than quantizing them twice.
@@ -135,6 +143,46 @@ def _register_attention() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_IMPL, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
 
 
+def _experts_forward(self, hidden_states, top_k_index, top_k_weights):
+    """transformers 5's fused-experts forward (MixtralExperts), with each expert's inputs quantized
+    in its activation formats (gate and up may differ: then each gets its own copy)."""
+    mpq = self._mpq_experts
+    act = mpq.get("act")
+    out = torch.zeros_like(hidden_states)
+    with torch.no_grad():
+        mask = torch.nn.functional.one_hot(top_k_index, num_classes=self.num_experts + 1).permute(2, 1, 0)
+        hit = torch.greater(mask.sum(dim=(-1, -2)), 0).nonzero()
+    inter = self.gate_up_proj.shape[1] // 2
+    calls = mpq["fq"].calls
+
+    def q(x, part, e):
+        f = act[part][e] if act else None
+        if f is None:
+            return x
+        calls[(mpq["names"][part][e], "act", f.name)] += 1
+        return quantize_act(x, f)
+
+    for e in hit:
+        e = int(e[0])
+        if e == self.num_experts:
+            continue
+        pos, tok = torch.where(mask[e])
+        x = hidden_states[tok]
+        xg = q(x, "gate", e)
+        xu = xg if act is None or act["up"][e] == act["gate"][e] else q(x, "up", e)
+        if act is not None and act["up"][e] == act["gate"][e] and act["up"][e] is not None:
+            calls[(mpq["names"]["up"][e], "act", act["up"][e].name)] += 1
+        if xu is xg:  # one input: the fused product, as transformers computes it (the same bits)
+            gate, up = nn.functional.linear(xg, self.gate_up_proj[e]).chunk(2, dim=-1)
+        else:
+            gate = nn.functional.linear(xg, self.gate_up_proj[e, :inter])
+            up = nn.functional.linear(xu, self.gate_up_proj[e, inter:])
+        h = q(self.act_fn(gate) * up, "down", e)
+        h = nn.functional.linear(h, self.down_proj[e]) * top_k_weights[tok, pos, None]
+        out.index_add_(0, tok, h.to(out.dtype))
+    return out
+
+
 class FakeQuantizer:
     """Apply precision maps to a transformers causal LM in place (see the module docstring)."""
 
@@ -145,13 +193,12 @@ class FakeQuantizer:
         self.spec = spec_from_config(cfg, name or cfg.get("_name_or_path") or cfg.get("model_type", "model"),
                                      where="model config")
         self.table = build_optable(self.spec)
-        if (self.table.role == "expert").any():
-            raise InputError(f"{self.spec.name}: fake quantization of MoE experts is not supported yet")
         self.calls: Counter = Counter()
         self.linear: dict[str, nn.Module] = {}
         self.roles: dict[str, str] = {}
         self.attention: dict[str, nn.Module] = {}
         self.embeds: dict[str, nn.Module] = {}
+        self.experts: dict[str, nn.Module] = {}   # layer path -> the fused experts module
         for row in self.table.itertuples():
             if row.role == "embed":
                 m = self._module(row.name)
@@ -161,6 +208,11 @@ class FakeQuantizer:
                 for n in op_names(self.table.loc[[row.Index]], roles=LINEAR_ROLES):
                     self.linear[n] = self._module(n)
                     self.roles[n] = row.role
+            elif row.role == "expert" and row.name.endswith(self.spec.names.expert_gate):
+                block = self.spec.names.router.rsplit(".", 1)[0]  # "block_sparse_moe"
+                for i in row.layers:
+                    layer = self.spec.names.layer.format(i=i)
+                    self.experts[f"{layer}.{block}"] = self._module(f"{layer}.{block}.experts")
             elif row.role == "attention" and row.name.endswith(".qk"):
                 for n in op_names(self.table.loc[[row.Index]], roles=("attention",)):
                     self.attention[n[: -len(".qk")]] = self._module(n[: -len(".qk")])
@@ -169,15 +221,24 @@ class FakeQuantizer:
         self._wcache: dict[tuple[str, str], nn.Parameter] = {}
         self._act: dict[str, Format] = {}
         self._hooks = [m.register_forward_pre_hook(self._pre_hook(n)) for n, m in self.linear.items()]
+        for block, m in self.experts.items():
+            if not (hasattr(m, "gate_up_proj") and hasattr(m, "down_proj")):
+                raise InputError(f"{self.spec.name}: {block}.experts is not a fused-experts module (gate_up_proj, "
+                                 "down_proj) of transformers 5")
+            self._orig[f"{block}.experts"] = (m.gate_up_proj, m.down_proj)
+            m._mpq_experts = dict(block=block, fq=self)
+            m.forward = _experts_forward.__get__(m)
         _register_attention()
         self._impl = model.config._attn_implementation
         self._set_impl(ATTN_IMPL)
 
     def _module(self, name: str) -> nn.Module:
-        try:
-            return self.model.get_submodule(name)
-        except AttributeError:
-            raise InputError(f"{self.spec.name}: op {name!r} of the op table is not a module of the model") from None
+        for path in (name, name.replace(".block_sparse_moe.", ".mlp.")):  # transformers 5 renamed Mixtral's MoE block
+            try:
+                return self.model.get_submodule(path)
+            except AttributeError:
+                continue
+        raise InputError(f"{self.spec.name}: op {name!r} of the op table is not a module of the model")
 
     def _set_impl(self, impl: str) -> None:
         for c in {id(m.config): m.config for m in self.model.modules() if hasattr(m, "config")}.values():
@@ -219,6 +280,8 @@ class FakeQuantizer:
         for name, module in self.embeds.items():
             w = _active(pmap.formats_for(name, "embed").weight, self.emulate_high)
             module.weight = self._weight(name, w) if w is not None else self._orig[name]
+        for block, module in self.experts.items():
+            self._apply_experts(block, module, pmap)
         kv = _active(pmap.kv_cache, self.emulate_high)
         for path, module in self.attention.items():
             qk, av = pmap.formats_for(path + ".qk", "attention"), pmap.formats_for(path + ".av", "attention")
@@ -235,6 +298,35 @@ class FakeQuantizer:
                                qk_act=_active(qk.act, self.emulate_high), av_w=av_w,
                                av_act=_active(av.act, self.emulate_high))
 
+    def _apply_experts(self, block: str, module: nn.Module, pmap: PrecisionMap) -> None:
+        """Each expert's slices of the fused tensors in its weight formats; its input formats for the forward."""
+        nm = self.spec.names
+        e_n = module.gate_up_proj.shape[0]
+        inter = module.gate_up_proj.shape[1] // 2
+        layer = block.rsplit(".", 1)[0]
+        fmts = {part: [pmap.formats_for(f"{layer}.{getattr(nm, 'expert_' + part).format(e=e)}", "expert")
+                       for e in range(e_n)] for part in ("gate", "up", "down")}
+        w = {part: [_active(f.weight, self.emulate_high) for f in fs] for part, fs in fmts.items()}
+        key = (f"{block}.experts", tuple(tuple(x.name if x else "" for x in w[p]) for p in ("gate", "up", "down")))
+        if key not in self._wcache:
+            gate_up, down = (t.detach() for t in self._orig[f"{block}.experts"])
+            gu, dn = gate_up.clone(), down.clone()
+            with torch.no_grad():
+                for e in range(e_n):
+                    for part, rows in (("gate", slice(0, inter)), ("up", slice(inter, 2 * inter))):
+                        if w[part][e] is not None:
+                            gu[e, rows] = quantize(gate_up[e, rows], w[part][e], axis=-1)
+                            self.calls[(f"{layer}.{getattr(nm, 'expert_' + part).format(e=e)}", "weight",
+                                        w[part][e].name)] += 1
+                    if w["down"][e] is not None:
+                        dn[e] = quantize(down[e], w["down"][e], axis=-1)
+                        self.calls[(f"{layer}.{nm.expert_down.format(e=e)}", "weight", w["down"][e].name)] += 1
+            self._wcache[key] = (nn.Parameter(gu, requires_grad=False), nn.Parameter(dn, requires_grad=False))
+        module.gate_up_proj, module.down_proj = self._wcache[key]
+        module._mpq_experts["act"] = {part: [_active(f.act, self.emulate_high) for f in fs] for part, fs in fmts.items()}
+        module._mpq_experts["names"] = {part: [f"{layer}.{getattr(nm, 'expert_' + part).format(e=e)}" for e in range(e_n)]
+                                        for part in ("gate", "up", "down")}
+
     def reset(self) -> None:
         """Back to the unquantized model (the attention stays on the mpqsim eager function)."""
         self.apply(PrecisionMap(name="high"))
@@ -246,5 +338,9 @@ class FakeQuantizer:
             h.remove()
         for m in self.attention.values():
             m.__dict__.pop("_mpq", None)
+        for block, m in self.experts.items():
+            m.gate_up_proj, m.down_proj = self._orig[f"{block}.experts"]
+            m.__dict__.pop("forward", None)
+            m.__dict__.pop("_mpq_experts", None)
         self._set_impl(self._impl)
         self._wcache.clear()

@@ -403,3 +403,35 @@ def test_a_tied_table_counts_once_and_only_with_its_lm_head():
     only_lookup = quant_ratio(assign_formats(fq.table, PrecisionMap(name="e", roles={"embed": low})))
     both = quant_ratio(assign_formats(fq.table, PrecisionMap(name="b", roles={"embed": low, "lm_head": low})))
     assert only_lookup == 0 and both == pytest.approx(head / total)
+
+
+def test_moe_fused_experts_fake_quantized():
+    """transformers 5 stores Mixtral's experts fused (gate_up_proj [E, 2I, H], down_proj [E, H, I]);
+    a precision map reaches each expert's gate, up and down by the checkpoint's names (w1, w3, w2)."""
+    from quant.formats import parse_format
+    from quant.precision import OpFormats, PrecisionMap
+    from quant.quantize import quantize
+
+    cfg = transformers.AutoConfig.for_model(model_type="mixtral", hidden_size=64, intermediate_size=96,
+                                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                            num_local_experts=4, num_experts_per_tok=2, vocab_size=128,
+                                            max_position_embeddings=128)
+    torch.manual_seed(0)
+    m = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="eager",
+                                                      experts_implementation="eager").eval()
+    ref = m(IDS).logits
+    fq = FakeQuantizer(m, "tiny-mixtral")
+    assert set(fq.experts) == {"model.layers.0.block_sparse_moe", "model.layers.1.block_sparse_moe"}
+    assert "model.layers.0.block_sparse_moe.gate" in fq.linear  # the router (transformers 5: mlp.gate)
+    assert torch.equal(m(IDS).logits, ref)  # everything high: the same bits
+    one = "model.layers.1.block_sparse_moe.experts.2.w2"
+    fq.apply(PrecisionMap(name="one", ops={one: OpFormats.of("mxint4_32", "mxint8_32")}))
+    ex = m.model.layers[1].mlp.experts
+    orig = fq._orig["model.layers.1.block_sparse_moe.experts"][1].detach()
+    assert torch.equal(ex.down_proj[2], quantize(orig[2], parse_format("mxint4_32"), axis=-1))
+    assert torch.equal(ex.down_proj[1], orig[1]) and not torch.equal(m(IDS).logits, ref)
+    assert fq.calls[(one, "weight", "mxint4_32")] == 1 and fq.calls[(one, "act", "mxint8_32")] >= 1
+    fq.apply(preset_map("mxint4"))
+    assert sum(1 for k in fq.calls if ".experts." in k[0] and k[1] == "weight") == 2 * 4 * 3
+    fq.close()
+    assert torch.equal(m(IDS).logits, ref)
