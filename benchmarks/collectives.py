@@ -6,7 +6,7 @@ and the achieved fraction of the link bandwidth; :func:`sim.collectives.fit`) on
 split of ``benchmarks/data/measured/nccl_a100_dgx.csv``; held out, never fitted: every fourth size
 and one topology entirely (all-reduce over 8 GPUs at 4 per node, across two DGX A100 nodes).
 Then prices Llama-3.1-70B decode per token at TP 1/2/4/8 on H100 SXM and H200 in bf16 and fp8 at
-batch 1, 4 and 64, the B200's mxfp4-over-fp8 gain by TP, and Llama-3.1-405B fp8 on 8 x H100, and compares the TP scaling with TensorRT-LLM's
+batch 1, 4 and 64, the B200's NVFP4-over-fp8 gain by TP, and Llama-3.1-405B fp8 on 8 x H100, and compares the TP scaling with TensorRT-LLM's
 published H200 figures (Llama-3.1-70B fp8, batch 4: 20.1 / 12.0 / 8.0 / 6.3 ms per token at TP
 1 / 2 / 4 / 8, as quoted in issue 18). Writes ``benchmarks/results/collectives.json``.
 """
@@ -75,7 +75,7 @@ def tp_scaling() -> list[dict]:
                 for r in t.itertuples():
                     rows.append(dict(model=spec.name, device=dev, precision=prec, tp=tp, batch=int(r.batch),
                                      decode_ms=r.decode_ms, fits=bool(r.fits), comm_ms=r.decode_comm_ms))
-    for prec in ("fp8", "mxfp4"):  # the 4-bit-over-fp8 decode gain as each device's shard shrinks (B200)
+    for prec in ("fp8", "nvfp4"):  # the 4-bit-over-fp8 decode gain as each device's shard shrinks (B200)
         for tp in (1, 2, 4, 8):
             t = latency_table(spec, [load_device("b200")], [preset_map(prec)], [4], 1024, 2048, layout=Layout(tp))
             r = t.iloc[0]
@@ -116,8 +116,8 @@ def main() -> None:
     print("\nH200 fp8 batch 4, published (TRT-LLM) vs model, ms/token:",
           {k: (PUBLISHED_H200_70B_FP8_B4[k], round(v, 2)) for k, v in model.items()})
     b = tp[(tp.device == "b200") & (tp.batch == 4)].pivot_table(index="tp", columns="precision", values="decode_ms")
-    res["b200_4bit_gain"] = {int(k): float(v) for k, v in (b["fp8"] / b["mxfp4"]).items()}
-    print("B200 Llama-3.1-70B batch 4: mxfp4 speed-up over fp8 by TP:", {k: round(v, 2) for k, v in res["b200_4bit_gain"].items()},
+    res["b200_4bit_gain"] = {int(k): float(v) for k, v in (b["fp8"] / b["nvfp4"]).items()}
+    print("B200 Llama-3.1-70B batch 4: NVFP4 speed-up over fp8 by TP:", {k: round(v, 2) for k, v in res["b200_4bit_gain"].items()},
           "(published NVFP4 over FP8: 1.2-1.3x at TP1, ~1.0x at TP4-8)")
     OUT.write_text(json.dumps(res, indent=1, default=float) + "\n")
     print(f"recorded in {OUT}")

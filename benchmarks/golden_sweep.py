@@ -10,7 +10,8 @@ each as a SHA-256 of its float64 bytes (bit-identical or not). Recorded in
 ``benchmarks/results/golden_sweep.json``; first recorded on the cost model of issue 2-5 before
 issue 13's refactoring (named records, lowering) and unchanged by it; re-recorded by issue 16
 (kernel-aware, calibrated GEMM, element-wise and attention kernels) and by issue 17 (the power cap:
-each op runs at the clock its power allows; energy terms added), which move numbers by design.
+each op runs at the clock its power allows; energy terms added) and issue 18/19 (the k-loop floor
+scaled by the stored weight bytes: 4-bit operands on a 16-bit-fitted kernel), which move numbers by design.
 """
 
 from __future__ import annotations

@@ -57,13 +57,13 @@ UNIT_ACCEPTS: dict[str, tuple[str, ...]] = {
     "fp32": ("fp32",), "tf32": (), "bf16": ("bf16",), "fp16": ("fp16",),
     "fp8": ("fp8",), "int8": ("int8",), "int4": ("int4",), "fp6": ("fp6",), "fp4": ("fp4",),
     "mxfp8": ("mxfp8_32",), "mxfp6": ("mxfp6_32",), "mxfp4": ("mxfp4_32",),
-    "mxint8": ("mxint8_32",), "mxint4": ("mxint4_32",),
+    "mxint8": ("mxint8_32",), "mxint4": ("mxint4_32",), "nvfp4": ("nvfp4_16",),
 }
 
 #: What a unit's ``accepts`` list may name: the unit keys of ``quant.formats.Format.unit_keys``
 #: (plain element types, and MX types with their block size).
-UNIT_KEY_RE = re.compile(r"(fp32|bf16|fp16|fp8|fp6|fp4|int8|int4|mxint[48]_\d+|mxfp[468]_\d+)")
-UNIT_KEY_HELP = "fp32, bf16, fp16, fp8, fp6, fp4, int8, int4, mxint{4,8}_BLOCK, mxfp{4,6,8}_BLOCK (e.g. mxint4_32)"
+UNIT_KEY_RE = re.compile(r"(fp32|bf16|fp16|fp8|fp6|fp4|int8|int4|mxint[48]_\d+|mxfp[468]_\d+|nvfp4_16)")
+UNIT_KEY_HELP = "fp32, bf16, fp16, fp8, fp6, fp4, int8, int4, mxint{4,8}_BLOCK, mxfp{4,6,8}_BLOCK (e.g. mxint4_32), nvfp4_16"
 
 _SCALARS = ("memory_capacity_gb", "memory_bandwidth_tbs", "l2_cache_mb", "compute_units", "tdp_w",
             "idle_w", "launch_overhead_us", "launch_overhead_eager_us")

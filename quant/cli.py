@@ -135,6 +135,41 @@ def _progress_bar(total, label):
     return Bar()
 
 
+def cmd_quant_fit(args) -> int:
+    """Seed 000's Law 1 (and Law 2 when the results hold several block sizes) from search results."""
+    import pandas as pd
+
+    from quant.scaling import fit_results, predict_max_qr, read_results, write_fits
+
+    checks.output_dir(args.out, "-o/--out")
+    budgets = floats(args.budgets, "--budgets")
+    if any(not 0 < b < 10 for b in budgets):
+        raise InputError("--budgets are relative perplexity increases, e.g. 0.05,0.1,0.2")
+    df = read_results(args.results)
+    fits = fit_results(df, budgets, n_boot=checks.integer(args.bootstrap, "--bootstrap", lo=10, hi=100000))
+    path = write_fits(fits, args.out)
+    pts = pd.DataFrame(fits["points"])
+    print("maximum Q_r under each budget (interpolated between searched ratios):")
+    show(pts, floatfmt="{:,.4g}")
+    for f in fits["law1"]:
+        lo_k, hi_k = f.intervals["k"]
+        lo_c, hi_c = f.intervals["c"]
+        print(f"Law 1 at {f.meta['budget']:.0%}: size_B = exp(k (1 - Q_r) + c), k = {f.params['k']:.2f} "
+              f"[{lo_k:.2f}, {hi_k:.2f}], c = {f.params['c']:.2f} [{lo_c:.2f}, {hi_c:.2f}] ({f.level:.0%} bootstrap, "
+              f"{f.n} models)")
+        if args.predict:
+            for size in floats(args.predict, "--predict"):
+                q, lo, hi = predict_max_qr(f, size)
+                print(f"  predicted maximum Q_r at {size:g}B: {q[0]:.3f} [{lo[0]:.3f}, {hi[0]:.3f}]")
+    if not fits["law1"]:
+        print("note: Law 1 needs results of at least two model sizes with different maximum ratios", file=sys.stderr)
+    for f in fits["law2"]:
+        print(f"Law 2 for {f.meta.get('model')} at Q_r {f.meta['q']}: delta = A block^k, A = {f.params['A']:.3g}, "
+              f"k = {f.params['k']:.3g} [{f.intervals['k'][0]:.3g}, {f.intervals['k'][1]:.3g}]")
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_quant_search(args) -> int:
     from quant.evaluate import read_text, sample_windows
     from quant.formats import parse_format
@@ -207,6 +242,14 @@ def register(sub) -> None:
     s.add_argument("--save-map", help="write the map (e.g. a preset expanded) to this JSON file")
     s.add_argument("--csv", help="with --per-op: write the per-op table to this CSV file")
     s.set_defaults(func=cmd_quant_eval)
+
+    s = qsub.add_parser("fit", help="fit seed 000's scaling laws to quant search results, with intervals")
+    s.add_argument("results", nargs="+", help="quant search results.csv files (or their folders), one per model")
+    s.add_argument("-o", "--out", required=True, help="output folder (fits.json, law1_points.csv)")
+    s.add_argument("--budgets", default="0.05,0.1,0.2", help="delta-perplexity budgets (default 0.05,0.1,0.2)")
+    s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
+    s.add_argument("--predict", default=None, help="model sizes (billions) to predict the maximum Q_r for")
+    s.set_defaults(func=cmd_quant_fit)
 
     s = qsub.add_parser("search", help="search precision maps for target quantization ratios (seed 000)")
     eval_options(s)

@@ -40,7 +40,7 @@ GRAMMAR_HELP = (
     "format grammar: bf16 | fp16 | fp32 | mxint{k}_{block} (k=2..8) | mxfp{b}_e{E}m{M}_{block} "
     "(e4m3, e5m2, e3m2, e2m3, e2m1) | fp{b}_e{E}m{M}[_tens|_chan|_g{G}][_mse] | "
     "int{k}_tens|_chan|_g{G}[_asym][_mse] "
-    "| nf{k}_{block} | dyn{k}_{block}; examples: bf16, mxint4_32, mxfp4_e2m1_32, mxfp8_e4m3_32, "
+    "| nf{k}_{block} | dyn{k}_{block} | nvfp4 (e2m1, block 16, e4m3 scales, fp32 tensor scale); examples: bf16, mxint4_32, mxfp4_e2m1_32, mxfp8_e4m3_32, "
     "fp8_e4m3, fp4_e2m1, int4_g128, int8_chan, int4_tens, nf4_64"
 )
 
@@ -115,7 +115,7 @@ class Format:
 
     @property
     def is_float_element(self) -> bool:
-        return self.family in ("float", "mxfp", "fp")
+        return self.family in ("float", "mxfp", "fp", "nvfp")
 
     @property
     def is_codebook(self) -> bool:
@@ -262,9 +262,12 @@ def _unit_keys(f: Format) -> tuple[str, ...]:
     if f.family == "mxfp":
         widths = {8: (8,), 6: (6, 8), 4: (4, 6, 8)}
         return tuple(f"mxfp{k}_{f.block}" for k in widths.get(f.element_bits, ()))
+    if f.family == "nvfp":  # NVIDIA's block-scaled FP4 (Blackwell tcgen05 kind mxf4nvf4)
+        return (f"nvfp4_{f.block}",)
     return ()
 
 
+NVFP4_BLOCK = 16
 _FLOAT_RE = re.compile(r"(bf16|fp16|fp32)")
 _MXINT_RE = re.compile(r"mxint(\d+)_(\d+)")
 _MXFP_RE = re.compile(r"mxfp(\d+)_e(\d+)m(\d+)_(\d+)")
@@ -326,6 +329,8 @@ def parse_format(spec: str | Format) -> Format:
         return Format(s, "int", k, granularity=gran, block=group,
                       scale_bits=GROUP_SCALE_BITS if gran == "group" else 0, asymmetric=bool(m[4]),
                       mse=bool(m[5]))
+    if s == "nvfp4":  # e2m1 elements, one e4m3 scale per 16, one fp32 scale per tensor (4.5 bits)
+        return Format("nvfp4", "nvfp", 4, 2, 1, "block", NVFP4_BLOCK, 8)
     if m := _CODEBOOK_RE.fullmatch(s):
         k, block = int(m[2]), int(m[3])
         _check_bits(k, 2, 8, s)

@@ -74,6 +74,9 @@ PRESETS: dict[str, dict] = {
                  linear=("int4_chan", "int8_tens"), attention=("bf16", "bf16"), kv="bf16"),
     "fp4": dict(doc="FP4 e2m1 weights and activations, per-tensor scales",
                 linear=("fp4_e2m1", "fp4_e2m1"), attention=("bf16", "bf16"), kv="bf16"),
+    "nvfp4": dict(doc="NVFP4 (e2m1, block 16, e4m3 + fp32 scales) weights and activations on the linear layers; "
+                       "bf16 attention and KV (TensorRT-LLM's NVFP4 checkpoints)",
+                  linear=("nvfp4", "nvfp4"), attention=("bf16", "bf16"), kv="bf16"),
     "mxint8": dict(doc="MXINT8 block-32 on every matmul incl. qk/av, MXINT8 KV cache",
                    linear=("mxint8_32", "mxint8_32"), attention=("mxint8_32", "mxint8_32"), kv="mxint8_32"),
     "mxint4": dict(doc="MXINT4 block-32 on every matmul incl. qk/av (seed 000), MXINT4 KV cache",

@@ -96,6 +96,8 @@ def _quantize_last(v, f: Format, rounding: str, ops, generator):
     b = ops.where(bad, 0.0, b)
     if f.family in ("mxint", "mxfp"):
         out = _mx(b, amax, f, rounding, ops, rng)
+    elif f.family == "nvfp":
+        out = _nvfp(b, amax, f, rounding, ops, rng)
     elif f.is_codebook:
         scale = ops.where(amax > 0, amax, 1.0)
         out = _codebook(b / scale, f, rounding, ops, rng) * scale
@@ -146,6 +148,32 @@ def _mx(b, amax, f: Format, rounding, ops, rng):
     shared = ops.where(amax > 0, shared, 0 * shared)
     p = b * ops.exp2i(-shared)
     return _elements(p, f, rounding, ops, rng) * ops.exp2i(shared)
+
+
+_E4M3 = None
+
+
+def _nvfp(b, amax, f: Format, rounding, ops, rng):
+    """NVFP4 (torchao's two-level scaling): a per-tensor fp32 scale amax / (448 x 6); per block of 16,
+    the scale amax_block / 6 relative to it, rounded (nearest even) to e4m3 in [2^-6, 448]; elements
+    x / (tensor scale x block scale), clamped to +-6, rounded to e2m1; dequantized as
+    q x (tensor scale x block scale). The float32 operations follow torchao's order."""
+    global _E4M3
+    if _E4M3 is None:
+        from quant.formats import parse_format
+
+        _E4M3 = parse_format("fp8_e4m3")
+    tensor_amax = ops.amax(amax.reshape(1, -1), -1)  # the whole tensor's (block maxima kept per block)
+    pts = ops.div(tensor_amax, 448.0 * 6.0)
+    pts = ops.where(pts > 0, pts, 1.0 + 0 * pts)
+    block_scale = ops.div(amax, 6.0)
+    scaled = block_scale / pts
+    s8 = _float_elements(ops.minimum(ops.maximum(scaled, 2.0 ** -6), 448.0), _E4M3, "even", ops, None)
+    recip = (1.0 / pts) / s8
+    p = b * recip
+    p = ops.minimum(ops.maximum(p, -6.0), 6.0)
+    q = _float_elements(p, f, rounding, ops, rng)
+    return q * (pts * s8)
 
 
 def _scaled(b, amax, f: Format, rounding, ops, rng):

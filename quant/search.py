@@ -398,7 +398,9 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
         pmap.save(out / f"map_qr{target:g}.json")
         rows.append(dict(target_qr=target, qr=res.best["qr"], flop_ratio=space.flop_ratio(res.best_mask), ppl=res.best["ppl"], ref_ppl=res.best["ref_ppl"],
                          delta=res.best["delta"], evaluations=res.evaluations, searcher=searcher,
-                         granularity=granularity, map=str(out / f"map_qr{target:g}.json")))
+                         granularity=granularity, map=str(out / f"map_qr{target:g}.json"),
+                         model=fq.spec.name, params=total_params(fq.table), low_weight=low.weight.name,
+                         low_act=low.act.name, block=low.weight.block))
     df = pd.DataFrame(rows)
     df.to_csv(out / "results.csv", index=False)
     df.attrs["new_evaluations"] = objective.new_evaluations

@@ -255,11 +255,15 @@ def kernel_rate_stream(dev: DeviceSpec, unit: str, kp) -> tuple[float, float]:
     return dev.peak(unit) * dev.compute_efficiency(unit) * kp.compute, kp.stream
 
 
-def _kernel_fields(dev: DeviceSpec, unit: str, kind: int, kp) -> dict:
-    """The LOWERED fields that come from a kernel's constants ``kp`` for an op of ``kind`` on ``unit``."""
+def _kernel_fields(dev: DeviceSpec, unit: str, kind: int, kp, wbytes: float = 0.0) -> dict:
+    """The LOWERED fields that come from a kernel's constants ``kp`` for an op of ``kind`` on ``unit``
+    whose weights take ``wbytes`` bytes per element (the k-loop floor streams them: it scales by
+    ``wbytes`` over the bytes the family's floor was fitted on, hwmodels/kernels.yaml ``bytes``)."""
     rate, stream = kernel_rate_stream(dev, unit, kp)
     gemm = kind in (LINEAR, EXPERT)  # a GEMM kernel family: tiles, waves, dequantization
-    return dict(rate=rate, stream=stream, fixed_s=kp.fixed_s, split_k=kp.split_k, kloop_s=kp.kloop_s,
+    ref = KERNEL_FAMILIES[kp.kernel].get("bytes", 0)
+    kloop = kp.kloop_s * (wbytes / ref) if (ref and wbytes > 0) else kp.kloop_s
+    return dict(rate=rate, stream=stream, fixed_s=kp.fixed_s, split_k=kp.split_k, kloop_s=kloop,
                 tile_m=kp.tile_m if gemm else (0.0 if unit == VECTOR_UNIT else dev.eff_m_min),
                 tile_n=kp.tile_n if gemm else 0.0, dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0)
 
@@ -283,7 +287,8 @@ def _lower_op(dev: DeviceSpec, kind: int, weight: str, act: str, ew: int, fused_
                dec_rate=0.0, dec_stream=0.0, dec_fixed_s=0.0,
                materialise_scores=0.0 if kern == "flash_attention" else 1.0,
                e_flop=power_model(dev).e_flop[unit], comm_a1=0.0, comm_b1=0.0, comm_a2=0.0, comm_b2=0.0, e_link=0.0,
-               **_kernel_fields(dev, unit, kind, kernel_params(kern, dev.architecture)))
+               **_kernel_fields(dev, unit, kind, kernel_params(kern, dev.architecture),
+                                parse_format(weight).bytes_per_element if kind in (LINEAR, EXPERT) else 0.0))
     if kern == "flash_attention":
         rec.update(_decode_fields(dev, unit, kernel_params("paged_decode", dev.architecture)))
     return tuple(rec[f] for f in LOWERED_DTYPE.names)
@@ -321,7 +326,8 @@ def with_kernel_params(lowered: Lowered, params: dict) -> Lowered:
             kern, unit = KERNEL_NAMES[int(r["kernel"])], UNIT_NAMES[int(r["unit"])]
             kp = params.get((dev.architecture, kern))
             if kp is not None:
-                for f, v in _kernel_fields(dev, unit, int(kind), kp).items():
+                wb = float(lowered.ops["wbytes"][j]) if int(kind) in (LINEAR, EXPERT) else 0.0
+                for f, v in _kernel_fields(dev, unit, int(kind), kp, wb).items():
                     r[f] = v
             dp = params.get((dev.architecture, "paged_decode")) if kern == "flash_attention" else None
             if dp is not None:

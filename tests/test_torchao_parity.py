@@ -27,3 +27,26 @@ def test_matches_torchao(elem, fmt, dtype):
     assert ours.dtype == ref.dtype
     assert torch.equal(ours.float(), ref.float())
     assert np.array_equal(quantize(x.float().numpy(), fmt), ref.float().numpy()) or dtype != torch.float32
+
+
+def test_nvfp4_bit_exact_against_torchao():
+    """NVFP4 (e2m1, block 16, e4m3 block scales under an fp32 tensor scale amax / (448 x 6)):
+    torchao's two-level NVFP4Tensor round trip, bit for bit, on ordinary, tiny and huge data."""
+    import numpy as np
+    import torch
+
+    nv = pytest.importorskip("torchao.prototype.mx_formats.nvfp4_tensor")
+    from quant.formats import parse_format
+    from quant.quantize import quantize
+
+    f = parse_format("nvfp4")
+    assert f.bits_per_element == 4.5 and f.unit_keys == ("nvfp4_16",)
+    g = torch.Generator().manual_seed(0)
+    for shape, scale in (((64, 128), 3.0), ((7, 32), 1e-3), ((16, 64), 1e4), ((3, 5, 48), 1.0)):
+        x = torch.randn(*shape, generator=g) * scale
+        ref = nv.NVFP4Tensor.to_nvfp4(x.reshape(-1, shape[-1]).contiguous(),
+                                      per_tensor_scale=nv.per_tensor_amax_to_scale(x.abs().amax()))
+        ref = ref.dequantize(torch.float32).reshape(shape)
+        ours = quantize(x, "nvfp4")
+        assert torch.equal(ours, ref), shape
+        assert np.array_equal(quantize(x.numpy(), "nvfp4"), ours.numpy())  # the NumPy path: the same bits
