@@ -85,7 +85,7 @@ def _eval_setup(args, cache_dir=None):
 
 
 def cmd_quant_eval(args) -> int:
-    from quant.evaluate import op_sensitivity
+    from quant.evaluate import op_sensitivity, read_text
     from quant.precision import PrecisionMap, map_summary, preset_map
 
     if (args.preset is None) == (args.map is None):
@@ -93,9 +93,21 @@ def cmd_quant_eval(args) -> int:
     pmap = preset_map(args.preset) if args.preset else PrecisionMap.load(args.map)
     checks.output_file(args.csv, "--csv")
     checks.output_file(args.save_map, "--save-map")
-    fq, ev, _, model_dir = _eval_setup(args)
+    if args.gptq and read_text(args.calibration) == read_text(args.text):
+        raise InputError(f"the GPTQ calibration text ({args.calibration}) is the evaluation text ({args.text}); "
+                         "give another --calibration")
+    fq, ev, tok, model_dir = _eval_setup(args)
     fq.apply(pmap)  # validates the map's op names before the long evaluation
     fq.reset()
+    if args.gptq:
+        from quant.evaluate import sample_windows
+        from quant.gptq import gptq_fakequant
+
+        calib = sample_windows(tok, read_text(args.calibration), args.gptq_windows, args.window_len, args.seed)
+        layers = gptq_fakequant(fq, pmap, calib)
+        gain = sum(r["gptq_error"] for r in layers) / max(sum(r["rtn_error"] for r in layers), 1e-30)
+        print(f"GPTQ on {len(layers)} layers ({len(calib)} windows of {args.calibration}; damping searched per layer): "
+              f"output error {gain:.3f} x round-to-nearest's", file=sys.stderr)
     res = ev(pmap)
     summary = map_summary(fq.table, pmap, tokens=args.window_len)
     print(f"model {_model_label(args.model)}: {len(ev.windows)} windows x {args.window_len} tokens of {args.text} "
@@ -170,6 +182,39 @@ def cmd_quant_fit(args) -> int:
     return 0
 
 
+def cmd_quant_sweep_blocks(args) -> int:
+    """Weight-only perplexity over block sizes and data types (seed 004), resumable, plus Law 2 fits."""
+    from quant.scaling import fit_law2
+    from quant.sweeps import grid, sweep_blocks
+
+    types = names(args.types)
+    blocks = names(args.blocks)
+    _, skipped = grid(types, args.bits, blocks)  # every format checked before the model loads
+    if skipped:
+        print(f"note: skipping {', '.join(skipped)} (those families have block scales only)", file=sys.stderr)
+    checks.output_dir(args.out, "-o/--out")
+    fq, ev, _, _ = _eval_setup(args, cache_dir=args.out)
+
+    def progress(i, n, fmt, delta):
+        print(f"  {i}/{n} {fmt}: delta {100 * delta:+.2f} %", file=sys.stderr, flush=True)
+
+    df = sweep_blocks(ev, types, args.bits, blocks, args.out, progress=progress)
+    show(df[["type", "block", "format", "bits_per_element", "ppl", "delta"]], floatfmt="{:,.4g}")
+    fits = []
+    for t, g in df[df.block_elems > 0].groupby("type"):
+        if g.block_elems.nunique() >= 2 and (g.delta > 0).all():
+            f = fit_law2(g.block_elems, g.delta, q=float("nan"))
+            fits.append(dict(f.to_json(), type=t, bits=args.bits))
+            print(f"Law 2 for {t}{args.bits} (weight-only, every linear layer): delta = {f.params['A']:.3g} x block^"
+                  f"{f.params['k']:.3g} [k {f.intervals['k'][0]:.3g}, {f.intervals['k'][1]:.3g}], {f.n} blocks")
+    import json
+
+    (Path(args.out) / "law2.json").write_text(json.dumps(dict(command="mpqsim " + " ".join(sys.argv[1:]), fits=fits),
+                                                         indent=1, default=float) + "\n")
+    print(f"table: {Path(args.out) / 'sweep.csv'}; fits: {Path(args.out) / 'law2.json'}")
+    return 0
+
+
 def cmd_quant_search(args) -> int:
     from quant.evaluate import read_text, sample_windows
     from quant.formats import parse_format
@@ -241,6 +286,10 @@ def register(sub) -> None:
     s.add_argument("--per-op", action="store_true", help="per-op weight / activation / output SQNR")
     s.add_argument("--save-map", help="write the map (e.g. a preset expanded) to this JSON file")
     s.add_argument("--csv", help="with --per-op: write the per-op table to this CSV file")
+    s.add_argument("--gptq", action="store_true", help="GPTQ the low-precision weights (MX, int/fp) on calibration text "
+                                                        "before evaluating (seed 001's per-layer damping search)")
+    s.add_argument("--calibration", default="northanger_abbey", help="calibration text for --gptq (not the evaluation text)")
+    s.add_argument("--gptq-windows", type=int, default=32, help="calibration windows for --gptq")
     s.set_defaults(func=cmd_quant_eval)
 
     s = qsub.add_parser("fit", help="fit seed 000's scaling laws to quant search results, with intervals")
@@ -250,6 +299,15 @@ def register(sub) -> None:
     s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals")
     s.add_argument("--predict", default=None, help="model sizes (billions) to predict the maximum Q_r for")
     s.set_defaults(func=cmd_quant_fit)
+
+    s = qsub.add_parser("sweep-blocks", help="weight-only perplexity over block sizes and data types (seed 004)")
+    eval_options(s)
+    s.add_argument("--types", default="int,fp,nf,mxint", help=f"data types, comma-separated ({', '.join(('int', 'fp', 'nf', 'dyn', 'mxint', 'mxfp'))})")
+    s.add_argument("--bits", type=int, default=4, help="element bits (default 4)")
+    s.add_argument("--blocks", default="16,32,64,128,256,512,chan,tens",
+                   help="block sizes, comma-separated; chan and tens for one scale per channel / tensor")
+    s.add_argument("-o", "--out", required=True, help="output folder (sweep.csv, appended as points finish; re-run to resume)")
+    s.set_defaults(func=cmd_quant_sweep_blocks)
 
     s = qsub.add_parser("search", help="search precision maps for target quantization ratios (seed 000)")
     eval_options(s)

@@ -42,7 +42,9 @@ def _layouts(args, spec, device, count: int | None) -> list:
     from sim.collectives import per_node
     from workloads.parallel import Layout, local_heads
 
-    pp = args.pp or 1
+    pp = args.pp if args.pp is not None else 1
+    if isinstance(pp, int) and pp < 1:
+        raise InputError(f"pipeline stages (--pp) must be a whole number >= 1, got {pp}")
     tp_arg = (args.tp or "").strip().lower()
     if tp_arg == "auto":
         most = (count or per_node(device.interconnect) * pp) // pp

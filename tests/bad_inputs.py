@@ -238,6 +238,39 @@ CASES = [
     (["gemm", "-d", "h100-sxm", "-m", "1", "-n", "8", "-k", "8", "-w", "int4_g128", "--kernel", "cublas"], 2,
      "cannot run w4a16"),
     (["gemm", "-d", "nodev", "-m", "1", "-n", "8", "-k", "8"], 2, "unknown device"),
+    # ---- power (issue 17)
+    (L + ["--power-cap", "50"], 2, "static power"),
+    (L + ["--power-cap", "400", "--set", "power_cap_w=500"], 2, "once"),
+    (["gemm", "-d", "h100-sxm", "-m", "1", "-n", "8", "-k", "8", "--power-cap", "10"], 2, "static power"),
+    (["devices", "--area", "--power"], 2, "one of --area or --power"),
+    (["devices", "-d", "{tmp}/design_share.yaml"], 2, "must be < 1"),
+    (["devices", "-d", "{tmp}/design_neg.yaml"], 2, "must be > 0"),
+    (["devices", "-d", "{tmp}/design_unit.yaml"], 2, "unknown unit kind"),
+    (["devices", "-d", "{tmp}/design_key.yaml"], 2, "unknown key"),
+    (["latency", "-m", "llama-2-7b", "-d", "{tmp}/design_mem.yaml"], 2, "memory.type"),
+    # ---- multi-device (issue 18)
+    (L + ["--tp", "3"], 2, "valid --tp"),
+    (L + ["--tp", "two"], 2, "--tp must be a whole number"),
+    (L + ["--pp", "0"], 2, "pipeline stages"),
+    (L + ["--pp", "64"], 2, "exceeds"),
+    (["latency", "-m", "llama-2-7b", "-d", "8xh100-sxm", "--tp", "4"], 2, "8 devices"),
+    (L + ["--ep", "--tp", "2"], 2, "mixture-of-experts"),
+    (["latency", "-m", "llama-2-7b", "-d", "l40s", "--tp", "16"], 2, "no scale-out"),
+    (S + ["--tp", "auto"], 2, "latency question"),
+    (["serve", "-m", "llama-2-7b", "-d", "h100-sxm,a100-80gb", "--requests", "5"], 2, "one device"),
+    (["collective", "-d", "h100-sxm", "-n", "8", "--bytes", "2048", "allreduce"], 2, "unknown collective"),
+    (["collective", "-d", "h100-sxm", "-n", "4", "--bytes", "2048", "send_recv"], 2, "between 2 devices"),
+    (["collective", "-d", "h100-sxm", "-n", "8", "--bytes", "-1", "all_reduce"], 2, ">= 0"),
+    (["collective", "-d", "h100-sxm", "-n", "8", "--bytes", "x", "all_reduce"], 2, "--bytes"),
+    (["collective", "-d", "{tmp}/ic_link.yaml", "-n", "2", "--bytes", "8", "all_reduce"], 2, "unknown link"),
+    # ---- scaling laws and sweeps (issue 19)
+    (["quant", "fit", "{tmp}/nofile.csv", "-o", "{tmp}/fit"], 2, "no results file"),
+    (["quant", "fit", "{tmp}/trace.csv", "-o", "{tmp}/fit"], 2, "missing column"),
+    (["quant", "fit", "{tmp}/trace.csv", "-o", "{tmp}/fit", "--budgets", "0"], 2, "--budgets"),
+    (["quant", "sweep-blocks", "--model", "smollm2", "--types", "posit", "-o", "{tmp}/sw"], 2, "unknown data type"),
+    (["quant", "sweep-blocks", "--model", "smollm2", "--types", "fp", "--bits", "5", "-o", "{tmp}/sw"], 2,
+     "no fp element type"),
+    (E + ["--gptq", "--calibration", "persuasion"], 2, "is the evaluation text"),
 ]
 
 
@@ -251,6 +284,16 @@ def make_files(tmp: Path) -> None:
     import numpy as np
     from importlib import resources
 
+    design = ("accelerator: bad\nnode_nm: 5\nclock_mhz: 1500\ncores: 96\nunits:\n{units}\nsram_mb: 32\n"
+              "memory: {{type: {mem}, stacks: 4}}\n")
+    for name, units, mem in (("design_share", "  bf16: {macs_per_core: 1024}\n  mxint4: {area_share: 1.5}", "hbm3"),
+                             ("design_neg", "  bf16: {macs_per_core: -8}", "hbm3"),
+                             ("design_unit", "  bf17: {macs_per_core: 8}", "hbm3"),
+                             ("design_key", "  bf16: {macs_per_core: 8, colour: red}", "hbm3"),
+                             ("design_mem", "  bf16: {macs_per_core: 8}", "hbm9")):
+        (tmp / f"{name}.yaml").write_text(design.format(units=units, mem=mem))
+    h100 = (resources.files("hwmodels") / "devices" / "h100-sxm.yaml").read_text()
+    (tmp / "ic_link.yaml").write_text(h100.replace("link: nvlink4", "link: nvlink9"))
     (tmp / "bad.json").write_text("{not json")
     (tmp / "bad.jsonl").write_text("{not json\n")
     (tmp / "list.json").write_text("[1, 2]")

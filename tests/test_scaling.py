@@ -91,3 +91,50 @@ def test_quant_fit_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mpqsim.cli", "quant", "fit", str(tmp_path / "nope"), "-o",
                         str(tmp_path / "o2")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no results file" in r.stderr
+
+
+def test_gptq_beats_round_to_nearest_and_stays_on_the_grid():
+    import torch
+
+    from quant.gptq import gptq_matrix, output_error
+    from quant.quantize import quantize
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 128, generator=g) @ (0.3 * torch.randn(128, 128, generator=g)) + torch.randn(1024, 128, generator=g)
+    h = 2 * x.T @ x / len(x)
+    w = torch.randn(32, 128, generator=g)
+    for f in ("mxint4_32", "mxfp4_e2m1_32", "int4_g64", "fp8_e4m3"):
+        q = gptq_matrix(w, h, f)
+        assert output_error(w, q, h) < 0.8 * output_error(w, quantize(w, f, axis=-1), h), f
+        if f.startswith("mx") or f.startswith("fp8"):
+            assert torch.equal(quantize(q, f, axis=-1), q), f  # exactly on the format's grid
+    with pytest.raises(InputError, match="GPTQ supports"):
+        gptq_matrix(w, h, "nf4_64")
+
+
+def test_sweep_blocks_formats_and_resume(tmp_path):
+    from quant.sweeps import format_for, sweep_blocks
+
+    assert format_for("int", 4, "128") == "int4_g128" and format_for("int", 4, "chan") == "int4_chan"
+    assert format_for("fp", 4, "32") == "fp4_e2m1_g32" and format_for("nf", 4, "64") == "nf4_64"
+    assert format_for("mxint", 4, "32") == "mxint4_32" and format_for("mxfp", 4, "16") == "mxfp4_e2m1_16"
+    with pytest.raises(InputError, match="blocks only"):
+        format_for("nf", 4, "tens")
+    with pytest.raises(InputError, match="unknown data type"):
+        format_for("posit", 4, "32")
+    calls = []
+
+    def evaluator(pmap):  # delta grows with the block size, as Law 2 says
+        fmt = pmap.roles["linear"].weight
+        calls.append(fmt.name)
+        return dict(ppl=10 + fmt.block / 100, ref_ppl=10.0, delta=0.01 * max(fmt.block, 1) ** 0.5)
+
+    df = sweep_blocks(evaluator, ["int", "mxint"], 4, ["16", "64"], tmp_path)
+    assert len(df) == 4 and len(calls) == 4
+    # a second run (after an interruption) evaluates only what is missing, and never duplicates
+    df = sweep_blocks(evaluator, ["int", "mxint", "nf"], 4, ["16", "64"], tmp_path)
+    assert len(df) == 6 and len(calls) == 6 and df.format.is_unique
+    from quant.scaling import fit_law2
+
+    g = df[df.type == "int"]
+    assert fit_law2(g.block_elems, g.delta, 0.8).params["k"] == pytest.approx(0.5, rel=1e-6)
