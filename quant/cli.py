@@ -215,6 +215,40 @@ def cmd_quant_sweep_blocks(args) -> int:
     return 0
 
 
+def cmd_quant_landscape(args) -> int:
+    """Seed 001's radial loss landscape around the weights, and the RTN point of a format."""
+    import json
+
+    from quant.formats import parse_format
+    from quant.landscape import radial_profile, rtn_point
+
+    snrs = floats(args.snrs, "--snrs")
+    fmts = [parse_format(f).name for f in names(args.format or "")]
+    checks.integer(args.directions, "--directions", lo=0, hi=100)
+    checks.output_dir(args.out, "-o/--out")
+    fq, ev, _, _ = _eval_setup(args)
+    import pandas as pd
+
+    frames = [radial_profile(fq, ev.windows, snrs, "random", seed=s, batch_size=args.batch_size)
+              for s in range(args.directions)]
+    frames += [radial_profile(fq, ev.windows, snrs, "rtn", fmt=f, batch_size=args.batch_size).assign(format=f)
+               for f in fmts]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    prof = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    prof.to_csv(out / "landscape.csv", index=False)
+    points = [rtn_point(fq, ev.windows, f, batch_size=args.batch_size) for f in fmts]
+    (out / "rtn_points.json").write_text(json.dumps(points, indent=1) + "\n")
+    if len(prof):
+        show(prof.pivot_table(index="snr_db", columns=[c for c in ("direction", "seed") if c in prof], values="nll"),
+             floatfmt="{:,.4g}")
+    for p in points:
+        print(f"{p['format']}: SQNR {p['sqnr_db']:.2f} dB, NLL {p['nll']:.4f} -> {p['rtn_nll']:.4f} at RTN, "
+              f"radial slope {p['radial_slope']:+.4f} nats/dB")
+    print(f"wrote {out / 'landscape.csv'} and {out / 'rtn_points.json'}")
+    return 0
+
+
 def cmd_quant_search(args) -> int:
     from quant.evaluate import read_text, sample_windows
     from quant.formats import parse_format
@@ -308,6 +342,14 @@ def register(sub) -> None:
                    help="block sizes, comma-separated; chan and tens for one scale per channel / tensor")
     s.add_argument("-o", "--out", required=True, help="output folder (sweep.csv, appended as points finish; re-run to resume)")
     s.set_defaults(func=cmd_quant_sweep_blocks)
+
+    s = qsub.add_parser("landscape", help="seed 001's radial loss landscape: NLL vs perturbation SNR (dB)")
+    eval_options(s)
+    s.add_argument("--snrs", default="5,10,15,20,25,30,40", help="SNRs in dB, comma-separated")
+    s.add_argument("--directions", type=int, default=3, help="random unit directions (default 3)")
+    s.add_argument("--format", default=None, help="weight formats whose RTN direction and point to map, comma-separated")
+    s.add_argument("-o", "--out", required=True, help="output folder (landscape.csv, rtn_points.json)")
+    s.set_defaults(func=cmd_quant_landscape)
 
     s = qsub.add_parser("search", help="search precision maps for target quantization ratios (seed 000)")
     eval_options(s)

