@@ -14,6 +14,8 @@ bench:  ## speed and fidelity measurements (recorded under benchmarks/results/)
 	$(PYTHON) benchmarks/costmodel_speed.py
 	$(PYTHON) benchmarks/api_speed.py
 	$(PYTHON) benchmarks/fidelity.py
+	$(PYTHON) benchmarks/power.py
+	$(PYTHON) benchmarks/collectives.py
 	$(PYTHON) benchmarks/quant_speed.py
 	$(PYTHON) benchmarks/serving_speed.py
 	$(PYTHON) benchmarks/search_efficiency.py

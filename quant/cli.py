@@ -175,6 +175,9 @@ def cmd_quant_fit(args) -> int:
                 print(f"  predicted maximum Q_r at {size:g}B: {q[0]:.3f} [{lo[0]:.3f}, {hi[0]:.3f}]")
     if not fits["law1"]:
         print("note: Law 1 needs results of at least two model sizes with different maximum ratios", file=sys.stderr)
+    elif fits["law1"][0].n < 3:
+        print(f"note: {fits['law1'][0].n} models determine the line exactly: no interval (nan) can be had from them",
+              file=sys.stderr)
     for f in fits["law2"]:
         print(f"Law 2 for {f.meta.get('model')} at Q_r {f.meta['q']}: delta = A block^k, A = {f.params['A']:.3g}, "
               f"k = {f.params['k']:.3g} [{f.intervals['k'][0]:.3g}, {f.intervals['k'][1]:.3g}]")

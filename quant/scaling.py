@@ -60,8 +60,12 @@ def _linfit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _bootstrap(x, y, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, 2) resampled line fits; empty below 3 points (two points always give the same line:
+    no interval can be had from them)."""
     rng = np.random.default_rng(seed)
     n = len(x)
+    if n < 3:
+        return np.empty((0, 2))
     out = []
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
@@ -90,11 +94,15 @@ def fit_law1(size_b, qr_max, budget: float, n_boot: int = 2000, level: float = 0
     x, y = _check_points(1 - qr, size_b, "Law 1 (model size vs maximum Q_r)")
     k, c = _linfit(x, np.log(y))
     boot = _bootstrap(x, np.log(y), n_boot, seed)
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
     res = np.log(y) - (k * x + c)
-    return Fit("law1", dict(k=k, c=c), dict(k=tuple(np.quantile(boot[:, 0], [lo, hi])),
-                                            c=tuple(np.quantile(boot[:, 1], [lo, hi]))),
+    return Fit("law1", dict(k=k, c=c), dict(k=_interval(boot[:, 0], level), c=_interval(boot[:, 1], level)),
                level, len(x), float(np.sqrt(np.mean(res ** 2))), dict(budget=budget), boot)
+
+
+def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    if len(draws) == 0:
+        return (float("nan"), float("nan"))
+    return tuple(float(v) for v in np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2]))
 
 
 def predict_max_qr(fit: Fit, size_b, level: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,8 +116,9 @@ def predict_max_qr(fit: Fit, size_b, level: float | None = None) -> tuple[np.nda
     k, c = fit.params["k"], fit.params["c"]
     qr = 1 - (np.log(size) - c) / k
     level = level or fit.level
-    if fit.samples is None or not len(fit.samples):
-        return np.clip(qr, 0, 1), np.clip(qr, 0, 1), np.clip(qr, 0, 1)
+    if fit.samples is None or not len(fit.samples):  # too few points for an interval
+        nan = np.full_like(qr, np.nan)
+        return np.clip(qr, 0, 1), nan, nan
     draws = 1 - (np.log(size)[None, :] - fit.samples[:, 1:2]) / fit.samples[:, 0:1]
     lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2], axis=0)
     return np.clip(qr, 0, 1), np.clip(lo, 0, 1), np.clip(hi, 0, 1)
@@ -122,10 +131,9 @@ def fit_law2(block, delta, q: float, n_boot: int = 2000, level: float = 0.9, see
         raise InputError("Law 2: block sizes must be > 0")
     k, ln_a = _linfit(np.log(x), np.log(y))
     boot = _bootstrap(np.log(x), np.log(y), n_boot, seed)
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
     res = np.log(y) - (k * np.log(x) + ln_a)
     return Fit("law2", dict(A=float(np.exp(ln_a)), k=k),
-               dict(A=tuple(np.exp(np.quantile(boot[:, 1], [lo, hi]))), k=tuple(np.quantile(boot[:, 0], [lo, hi]))),
+               dict(A=tuple(float(np.exp(v)) for v in _interval(boot[:, 1], level)), k=_interval(boot[:, 0], level)),
                level, len(x), float(np.sqrt(np.mean(res ** 2))), dict(q=q), boot)
 
 

@@ -156,8 +156,8 @@ class Replica:
         cfg = model.cfg
         self.env, self.idx, self.model, self.stats, self.pipe = env, idx, model, stats, pipe
         pp = cfg.layout.pp
-        self.sched = SCHEDULERS[cfg.scheduler](KVCache(model.kv_blocks // pp, cfg.watermark), cfg.max_batch // pp
-                                               if pp > 1 else cfg.max_batch, cfg.max_tokens)
+        self.sched = SCHEDULERS[cfg.scheduler](KVCache(model.kv_blocks // pp, cfg.watermark),
+                                               max(1, cfg.max_batch // pp), cfg.max_tokens)
         self.outstanding = 0
         self.wake = env.event()
         self.proc = env.process(self.run())

@@ -138,3 +138,26 @@ def test_sweep_blocks_formats_and_resume(tmp_path):
 
     g = df[df.type == "int"]
     assert fit_law2(g.block_elems, g.delta, 0.8).params["k"] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_rf_predictor_on_synthetic_models():
+    pytest.importorskip("sklearn")
+    from quant.predictor import FEATURES, held_out_error
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, params, nll in (("a", 1e8, 3.2), ("b", 3e8, 2.9), ("c", 1e9, 2.6), ("d", 3e9, 2.4)):
+        for fmt, bits, e, block in (("mxint4_32", 4, 0, 32), ("mxint4_128", 4, 0, 128), ("mxfp4_e2m1_32", 4, 2, 32),
+                                    ("mxint8_32", 8, 0, 32), ("mxint3_32", 3, 0, 32)):
+            sqnr = 6.0 * bits - 2 * np.log2(block) + rng.normal(0, 0.3)
+            rtn = nll + 8 * np.exp(-sqnr / 6) / np.log10(params)
+            gptq = nll + 0.5 * (rtn - nll)  # GPTQ recovers half of the RTN damage
+            rows.append(dict(model=model, format=fmt, params=params, nll=nll, sqnr_db=sqnr, rtn_nll=rtn,
+                             radial_slope=-(rtn - nll) / 6, precision_bits=bits, exp_bits=e, block=block,
+                             gptq_nll=gptq))
+    df = pd.DataFrame(rows)
+    assert set(FEATURES) <= set(df.columns)
+    res = held_out_error(df, "b")
+    assert res["n_test"] == 5 and res["mae_nats"] < res["rtn_baseline_mae_nats"]
+    with pytest.raises(InputError, match="held-out model"):
+        held_out_error(df, "zz")
