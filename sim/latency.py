@@ -118,10 +118,11 @@ def latency_table(spec: ModelSpec, devices: list[DeviceSpec], pmaps: list[Precis
     lws = [lower(m, devices, eager, fused_attention, kernels=kernels, engine=engine) for m in models]
     from workloads.optable import COMM
 
-    cts = [price(lw, cfg, detail=True) for lw in lws]
+    parallel = layout is not None and not layout.trivial  # per-op detail only where there are comm ops to sum
+    cts = [price(lw, cfg, detail=parallel) for lw in lws]
     tot = np.stack([ct.totals for ct in cts])
-    comm = np.stack([(ct.detail["time"] * (lw.ops["repeat"] * (lw.ops["kind"] == COMM))).sum(-1)
-                     for ct, lw in zip(cts, lws)])
+    comm = np.stack([(ct.detail["time"] * (lw.ops["repeat"] * (lw.ops["kind"] == COMM))).sum(-1) if parallel
+                     else np.zeros(len(cfg)) for ct, lw in zip(cts, lws)])
     gk, cal = gemm_kernels(lws, devices)
     full = (len(pmaps), *shape)                       # precision x device x batch x phase
     total, t_mem, t_cmp = (tot[f].reshape(full) for f in ("time", "time_memory_bound", "time_compute_bound"))
