@@ -147,7 +147,11 @@ for blocked in ("torch", "transformers", "gguf", "accelerate", "safetensors", "t
 from mpqsim.cli import main
 runs = [["models"], ["devices"], ["presets"], ["formats"],
         ["latency", "-m", "llama-2-7b", "-d", "h100-sxm", "-p", "bf16,w4a16", "--per-op"],
-        ["serve", "-m", "llama-2-7b", "-d", "a100-80gb", "--qps", "2", "--requests", "20"]]
+        ["serve", "-m", "llama-2-7b", "-d", "a100-80gb", "--qps", "2", "--requests", "20"],
+        ["devices", "--power"], ["devices", "--area"],
+        ["collective", "-d", "h100-sxm", "-n", "8", "--bytes", "2048,1e6", "all_reduce"],
+        ["latency", "-m", "llama-3.1-70b", "-d", "8xh100-sxm", "-p", "fp8"],
+        ["gemm", "-d", "custom-mx", "-m", "1,64", "-n", "4096", "-k", "4096", "-w", "mxint4_32", "-a", "mxint4_32"]]
 codes = []
 with contextlib.redirect_stdout(io.StringIO()):
     for argv in runs:
