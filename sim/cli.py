@@ -414,6 +414,37 @@ def cmd_collective(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """A design-space sweep from a YAML spec: one results table, written as it goes, resumable."""
+    from mpqsim import checks
+    from sim.sweep import load_spec, run_sweep
+
+    checks.output_dir(args.out, "-o/--out")
+    checks.output_file(args.csv, "--csv")
+    if args.workers is not None:
+        checks.integer(args.workers, "--workers", lo=1, hi=1024)
+    spec = load_spec(args.spec)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(spec.chunks), desc="sweep", unit="chunk", file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def progress(done, total):
+        bar.n = done
+        bar.refresh()
+
+    print(f"sweep {args.spec}: {spec.points:,} design points in {len(spec.chunks):,} chunks -> {args.out}", file=sys.stderr)
+    try:
+        df = run_sweep(spec, args.out, backend=args.backend, workers=args.workers, progress=progress)
+    except KeyboardInterrupt:
+        _say(f"mpqsim: interrupted; every finished chunk is in {args.out}/parts: re-run the same command to resume")
+        return 130
+    finally:
+        bar.close()
+    print(f"{len(df):,} rows ({int(df.fits.sum()):,} fit) in {Path(args.out) / 'results.parquet'}")
+    write_csv(df, args.csv)
+    return 0
+
+
 def register(sub) -> None:
     def model_device_precision(s, devices="device name(s), comma-separated, or a YAML path"):
         s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
@@ -506,6 +537,15 @@ def register(sub) -> None:
     s.add_argument("--set", action="append", metavar="KEY=NUMBER", help="override a device number")
     s.add_argument("--csv", help="also write the table to this CSV file")
     s.set_defaults(func=cmd_collective, power_cap=None)
+
+    s = sub.add_parser("sweep", help="design-space sweep from a YAML spec (resumable Parquet table)",
+                       description="Cross models, devices, precisions, batches, lengths, layouts and power caps.")
+    s.add_argument("spec", help="sweep spec YAML (see sim/sweep.py)")
+    s.add_argument("-o", "--out", required=True, help="output folder (parts/, results.parquet); re-run to resume")
+    s.add_argument("--backend", default="inprocess", help="inprocess (default) or process (a local process pool)")
+    s.add_argument("--workers", type=int, default=None, help="processes for --backend process (default: CPUs)")
+    s.add_argument("--csv", help="also write the table to this CSV file")
+    s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")
     s.add_argument("-o", "--out", default="mpqsim-demo", help="folder for the demo's CSV files")

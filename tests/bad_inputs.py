@@ -272,6 +272,14 @@ CASES = [
      "no fp element type"),
     (E + ["--gptq", "--calibration", "persuasion"], 2, "is the evaluation text"),
     (["quant", "landscape", "--model", "smollm2", "--format", "mxint9_32", "-o", "{tmp}/ls"], 2, "mxint9_32"),
+    # ---- sweeps (issue 20)
+    (["sweep", "{tmp}/nope.yaml", "-o", "{tmp}/sw"], 2, "cannot read sweep spec"),
+    (["sweep", "{tmp}/sweep_key.yaml", "-o", "{tmp}/sw"], 2, "unknown key"),
+    (["sweep", "{tmp}/sweep_model.yaml", "-o", "{tmp}/sw"], 2, "unknown model"),
+    (["sweep", "{tmp}/sweep_layout.yaml", "-o", "{tmp}/sw"], 2, "layout tp"),
+    (["sweep", "{tmp}/sweep_batch.yaml", "-o", "{tmp}/sw"], 2, "whole numbers >= 1"),
+    (["sweep", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/sw", "--backend", "ray9"], 2, "unknown backend"),
+    (["sweep", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/sw", "--workers", "0"], 2, "--workers"),
     (["quant", "landscape", "--model", "smollm2", "--snrs", "x", "-o", "{tmp}/ls"], 2, "--snrs"),
     (["quant", "landscape", "--model", "smollm2", "--directions", "-1", "-o", "{tmp}/ls"], 2, "--directions"),
 ]
@@ -295,6 +303,11 @@ def make_files(tmp: Path) -> None:
                              ("design_key", "  bf16: {macs_per_core: 8, colour: red}", "hbm3"),
                              ("design_mem", "  bf16: {macs_per_core: 8}", "hbm9")):
         (tmp / f"{name}.yaml").write_text(design.format(units=units, mem=mem))
+    ok = "models: [llama-2-7b]\ndevices: [h100-sxm]\nprecisions: [bf16]\nbatches: [1]\n"
+    for name, text in (("sweep_ok", ok), ("sweep_key", ok + "colour: red\n"),
+                       ("sweep_model", ok.replace("llama-2-7b", "llama-9")),
+                       ("sweep_layout", ok + "layouts: [{tp: 0}]\n"), ("sweep_batch", ok.replace("[1]", "[0]"))):
+        (tmp / f"{name}.yaml").write_text(text)
     h100 = (resources.files("hwmodels") / "devices" / "h100-sxm.yaml").read_text()
     (tmp / "ic_link.yaml").write_text(h100.replace("link: nvlink4", "link: nvlink9"))
     (tmp / "bad.json").write_text("{not json")

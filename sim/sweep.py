@@ -1,0 +1,219 @@
+"""Design-space sweeps: a YAML grid -> one results table, written as it goes and resumable.
+
+A spec names lists to cross (every key is checked; an unknown one is an error)::
+
+    models: [llama-2-7b, llama-3.1-70b]      # bundled names or config.json paths
+    devices: [h100-sxm, a100-80gb, my_accel.yaml]
+    precisions: [bf16, fp8, w4a16, mxint4]   # presets, or precision-map JSON paths
+    batches: [1, 8, 64]
+    prompts: [1024]                          # prefill lengths
+    contexts: [2048]                         # decode contexts
+    layouts: [{tp: 1}, {tp: 8}, {tp: 4, pp: 2}]   # optional (default one device)
+    engine: fused                            # optional
+    power_caps: [null, 500]                  # optional what-if caps (W; null = the TDP)
+
+The grid is cut into chunks, one per (model, device, precision, layout, prompt, context, cap):
+each chunk is one vectorised :func:`sim.latency.latency_table` call over all batch sizes, and is
+written to ``out/parts/NNNNNN.parquet`` the moment it finishes (a temporary file renamed into
+place, so a ``kill -9`` leaves only whole parts). A re-run of the same spec into the same folder
+computes only the missing chunks; ``out/results.parquet`` (and CSV on request) is the parts in
+grid order, so an interrupted and resumed sweep ends with exactly the table of an uninterrupted
+one. Layouts a model cannot take (heads that do not split) and configurations that do not fit are
+rows too (``fits`` False; ``error`` names why a layout is impossible). Backends: ``inprocess``
+(default) and ``process`` (a local process pool: the same table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from mpqsim import InputError
+
+SPEC_KEYS = ("models", "devices", "precisions", "batches", "prompts", "contexts", "layouts", "engine", "power_caps")
+BACKENDS = ("inprocess", "process")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    models: tuple
+    devices: tuple
+    precisions: tuple
+    batches: tuple
+    prompts: tuple = (1024,)
+    contexts: tuple = (1024,)
+    layouts: tuple = ((1, 1),)
+    engine: str = "fused"
+    power_caps: tuple = (None,)
+    source: str = field(default="", compare=False)
+
+    @property
+    def chunks(self) -> list[tuple]:
+        return list(itertools.product(self.models, self.devices, self.precisions, self.layouts, self.prompts,
+                                      self.contexts, self.power_caps))
+
+    @property
+    def points(self) -> int:
+        return len(self.chunks) * len(self.batches)
+
+    def digest(self) -> str:
+        d = asdict(self)
+        d.pop("source")
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _list(doc, key, where, kind=str, default=None):
+    v = doc.get(key, default)
+    if v is None:
+        raise InputError(f"{where}: missing {key}")
+    if not isinstance(v, list) or not v:
+        raise InputError(f"{where}: {key} must be a non-empty list")
+    for x in v:
+        if kind is int and (isinstance(x, bool) or not isinstance(x, int) or x < 1):
+            raise InputError(f"{where}: {key} must be whole numbers >= 1, got {x!r}")
+        if kind is str and not isinstance(x, str):
+            raise InputError(f"{where}: {key} must be names, got {x!r}")
+    return tuple(v)
+
+
+def load_spec(path) -> SweepSpec:
+    """Read and check a sweep spec: every name resolves (models, devices, precisions) before work starts."""
+    from hwmodels import load_device
+    from quant.precision import preset_map
+    from sim.engines import check_engine
+    from workloads import load_model
+
+    where = str(path)
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise InputError(f"cannot read sweep spec {where}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"malformed YAML in {where}: {' '.join(str(e).split())}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: a sweep spec is a YAML mapping of {', '.join(SPEC_KEYS)}")
+    bad = sorted(set(doc) - set(SPEC_KEYS))
+    if bad:
+        raise InputError(f"{where}: unknown key(s) {', '.join(bad)}; valid: {', '.join(SPEC_KEYS)}")
+    models = _list(doc, "models", where)
+    devices = _list(doc, "devices", where)
+    precisions = _list(doc, "precisions", where)
+    for m in models:
+        load_model(m)
+    for d in devices:
+        load_device(d)
+    for p in precisions:
+        _pmap(p) if p.endswith(".json") else preset_map(p)
+    layouts = []
+    for lay in doc.get("layouts") or [{"tp": 1}]:
+        if not isinstance(lay, dict) or set(lay) - {"tp", "pp"}:
+            raise InputError(f"{where}: each layout is a mapping of tp and pp, got {lay!r}")
+        tp, pp = lay.get("tp", 1), lay.get("pp", 1)
+        for what, v in (("tp", tp), ("pp", pp)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{where}: layout {what} must be a whole number >= 1, got {v!r}")
+        layouts.append((tp, pp))
+    caps = doc.get("power_caps", [None])
+    if not isinstance(caps, list) or not caps or any(c is not None and (isinstance(c, bool) or not isinstance(c, (int, float))
+                                                                        or c <= 0) for c in caps):
+        raise InputError(f"{where}: power_caps must be a list of watts > 0 (or null for the TDP)")
+    return SweepSpec(models, devices, precisions, _list(doc, "batches", where, int),
+                     _list(doc, "prompts", where, int, [1024]), _list(doc, "contexts", where, int, [1024]),
+                     tuple(layouts), check_engine(doc.get("engine", "fused")),
+                     tuple(float(c) if c is not None else None for c in caps), where)
+
+
+def _pmap(p: str):
+    from quant.precision import PrecisionMap, preset_map
+
+    return PrecisionMap.load(p) if p.endswith(".json") else preset_map(p)
+
+
+def run_chunk(spec: SweepSpec, index: int) -> pd.DataFrame:
+    """One chunk of the grid: every batch size of one (model, device, precision, layout, prompt, context, cap)."""
+    from hwmodels import load_device
+    from sim.latency import latency_table
+    from workloads import load_model
+    from workloads.parallel import Layout
+
+    model, device, prec, (tp, pp), prompt, context, cap = spec.chunks[index]
+    spec_m = load_model(model)
+    dev = load_device(device, {"power_cap_w": cap} if cap is not None else None)
+    base = dict(chunk=index, model_arg=model, device_arg=device, precision_arg=prec, tp=tp, pp=pp,
+                power_cap_arg=cap if cap is not None else float("nan"))
+    try:
+        df = latency_table(spec_m, [dev], [_pmap(prec)], list(spec.batches), prompt, context,
+                           engine=spec.engine, layout=Layout(tp, pp))
+        err = ""
+    except InputError as e:  # a layout or length this model cannot take: rows that say why
+        df = pd.DataFrame(dict(batch=list(spec.batches), prompt=prompt, context=context, fits=False))
+        err = str(e)
+    df = df.assign(**base, error=err)
+    return df[list(base) + ["error"] + [c for c in df.columns if c not in base and c != "error"]]
+
+
+def _write_part(parts: Path, index: int, df: pd.DataFrame) -> None:
+    final = parts / f"{index:06d}.parquet"
+    tmp = parts / f".{index:06d}.{os.getpid()}.tmp"
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, final)  # atomic: a killed run leaves whole parts or a stray temporary file
+
+
+def _work(args) -> int:
+    spec, index, parts = args
+    _write_part(Path(parts), index, run_chunk(spec, index))
+    return index
+
+
+def run_sweep(spec: SweepSpec, out_dir, backend: str = "inprocess", workers: int | None = None,
+              progress=None) -> pd.DataFrame:
+    """Compute every chunk not yet in ``out_dir`` and return the whole table (also written to
+    ``out_dir/results.parquet``). ``progress(done, total)`` after each chunk."""
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    out = Path(out_dir)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    meta = out / "spec.json"
+    digest = spec.digest()
+    if meta.is_file():
+        old = json.loads(meta.read_text()).get("digest")
+        if old != digest:
+            raise InputError(f"{out} holds a different sweep (spec {old}, this one {digest}); give another -o folder")
+    else:
+        meta.write_text(json.dumps(dict(digest=digest, spec=asdict(spec)), indent=1, default=str) + "\n")
+    for stray in parts.glob(".*.tmp"):  # left by a killed run
+        stray.unlink()
+    total = len(spec.chunks)
+    todo = [i for i in range(total) if not (parts / f"{i:06d}.parquet").is_file()]
+    done = total - len(todo)
+    if progress:
+        progress(done, total)
+    if backend == "inprocess" or len(todo) <= 1:
+        for i in todo:
+            _write_part(parts, i, run_chunk(spec, i))
+            done += 1
+            if progress:
+                progress(done, total)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as ex:
+            for _ in ex.map(_work, [(spec, i, str(parts)) for i in todo], chunksize=max(1, len(todo) // 64)):
+                done += 1
+                if progress:
+                    progress(done, total)
+    table = pd.concat([pd.read_parquet(parts / f"{i:06d}.parquet") for i in range(total)], ignore_index=True)
+    table = table.convert_dtypes()  # dtypes from the values alone (rows of impossible layouts hold <NA>)
+    table.to_parquet(out / "results.parquet", index=False)
+    return table
+
+
+__all__ = ["SweepSpec", "load_spec", "run_sweep", "run_chunk", "BACKENDS"]
