@@ -12,8 +12,9 @@ A spec names lists to cross (every key is checked; an unknown one is an error)::
     engine: fused                            # optional
     power_caps: [null, 500]                  # optional what-if caps (W; null = the TDP)
 
-The grid is cut into chunks, one per (model, device, precision, layout, prompt, context, cap):
-each chunk is one vectorised :func:`sim.latency.latency_table` call over all batch sizes, and is
+The grid is cut into chunks, one per (model, layout, prompt, context, cap): each chunk is one
+vectorised :func:`sim.latency.latency_table` call over every device, precision and batch size
+(per device and precision where one of them cannot take the layout), and is
 written to ``out/parts/NNNNNN.parquet`` the moment it finishes (a temporary file renamed into
 place, so a ``kill -9`` leaves only whole parts). A re-run of the same spec into the same folder
 computes only the missing chunks; ``out/results.parquet`` (and CSV on request) is the parts in
@@ -56,12 +57,11 @@ class SweepSpec:
 
     @property
     def chunks(self) -> list[tuple]:
-        return list(itertools.product(self.models, self.devices, self.precisions, self.layouts, self.prompts,
-                                      self.contexts, self.power_caps))
+        return list(itertools.product(self.models, self.layouts, self.prompts, self.contexts, self.power_caps))
 
     @property
     def points(self) -> int:
-        return len(self.chunks) * len(self.batches)
+        return len(self.chunks) * len(self.devices) * len(self.precisions) * len(self.batches)
 
     def digest(self) -> str:
         d = asdict(self)
@@ -137,26 +137,42 @@ def _pmap(p: str):
 
 
 def run_chunk(spec: SweepSpec, index: int) -> pd.DataFrame:
-    """One chunk of the grid: every batch size of one (model, device, precision, layout, prompt, context, cap)."""
+    """One chunk of the grid: every device, precision and batch size of one (model, layout, prompt,
+    context, cap), in that order (precision-major, then device, then batch)."""
     from hwmodels import load_device
     from sim.latency import latency_table
     from workloads import load_model
     from workloads.parallel import Layout
 
-    model, device, prec, (tp, pp), prompt, context, cap = spec.chunks[index]
+    model, (tp, pp), prompt, context, cap = spec.chunks[index]
     spec_m = load_model(model)
-    dev = load_device(device, {"power_cap_w": cap} if cap is not None else None)
-    base = dict(chunk=index, model_arg=model, device_arg=device, precision_arg=prec, tp=tp, pp=pp,
-                power_cap_arg=cap if cap is not None else float("nan"))
-    try:
-        df = latency_table(spec_m, [dev], [_pmap(prec)], list(spec.batches), prompt, context,
-                           engine=spec.engine, layout=Layout(tp, pp))
-        err = ""
-    except InputError as e:  # a layout or length this model cannot take: rows that say why
-        df = pd.DataFrame(dict(batch=list(spec.batches), prompt=prompt, context=context, fits=False))
-        err = str(e)
-    df = df.assign(**base, error=err)
-    return df[list(base) + ["error"] + [c for c in df.columns if c not in base and c != "error"]]
+    over = {"power_cap_w": cap} if cap is not None else None
+    base = dict(chunk=index, model_arg=model, tp=tp, pp=pp, power_cap_arg=cap if cap is not None else float("nan"))
+
+    def table(devs, precs):
+        try:
+            df = latency_table(spec_m, [load_device(d, over) for d in devs], [_pmap(p) for p in precs],
+                               list(spec.batches), prompt, context, engine=spec.engine, layout=Layout(tp, pp))
+            err = ""
+        except InputError as e:  # a layout or length this model or device cannot take: rows that say why
+            df = pd.DataFrame(dict(batch=list(spec.batches) * len(devs) * len(precs), prompt=prompt, context=context,
+                                   fits=False))
+            err = str(e)
+        nb = len(spec.batches)
+        return df.assign(device_arg=[d for _ in precs for d in devs for _ in range(nb)],
+                         precision_arg=[p for p in precs for _ in devs for _ in range(nb)], error=err)
+
+    try:  # every device and precision in one vectorised call
+        df = latency_table(spec_m, [load_device(d, over) for d in spec.devices], [_pmap(p) for p in spec.precisions],
+                           list(spec.batches), prompt, context, engine=spec.engine, layout=Layout(tp, pp))
+        nb = len(spec.batches)
+        df = df.assign(device_arg=[d for _ in spec.precisions for d in spec.devices for _ in range(nb)],
+                       precision_arg=[p for p in spec.precisions for _ in spec.devices for _ in range(nb)], error="")
+    except InputError:  # one of them cannot: each (precision, device) alone, so the rest still price
+        df = pd.concat([table([d], [p]) for p in spec.precisions for d in spec.devices], ignore_index=True)
+    df = df.assign(**base)
+    first = list(base) + ["device_arg", "precision_arg", "error"]
+    return df[first + [c for c in df.columns if c not in first]]
 
 
 def _write_part(parts: Path, index: int, df: pd.DataFrame) -> None:
