@@ -405,6 +405,8 @@ def cmd_collective(args) -> int:
     checks.output_file(args.csv, "--csv")
     dev = load_device(args.device, _overrides(args))
     sizes = floats(args.bytes, "--bytes")
+    if args.per_node is not None:
+        checks.integer(args.per_node, "--per-node", lo=1, hi=1_000_000)
     c = price_collective(dev, args.collective, args.n, sizes, args.per_node, oneshot=args.oneshot)
     df = pd.DataFrame(dict(bytes=c.size_bytes, time_us=c.time_s * 1e6, algorithm=c.algorithm, bus_gbs=c.bus_gbs))
     print(f"{args.collective} over {c.n_devices} x {dev.name}, {c.devices_per_node} per node: {c.level} ({c.link}); "

@@ -123,9 +123,9 @@ def algorithms(ic: Interconnect, collective: str, n: int, devices_per_node: int 
     envelope is the collective's time (one per applicable algorithm)."""
     _check(collective, n)
     c = params or constants()
-    p = int(min(devices_per_node or per_node(ic), n))
-    if p < 1:
+    if devices_per_node is not None and devices_per_node < 1:
         raise InputError(f"devices per node must be >= 1, got {devices_per_node}")
+    p = int(min(devices_per_node or per_node(ic), n))
     level, link = _level(ic, n, p)
     fam = LINK_KINDS[link.kind]["family"]
     k = c.get(fam) or ESTIMATES[fam]

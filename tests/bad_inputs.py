@@ -262,6 +262,7 @@ CASES = [
     (["collective", "-d", "h100-sxm", "-n", "4", "--bytes", "2048", "send_recv"], 2, "between 2 devices"),
     (["collective", "-d", "h100-sxm", "-n", "8", "--bytes", "-1", "all_reduce"], 2, ">= 0"),
     (["collective", "-d", "h100-sxm", "-n", "8", "--bytes", "x", "all_reduce"], 2, "--bytes"),
+    (["collective", "-d", "h100-sxm", "-n", "8", "--bytes", "8", "--per-node", "0", "all_reduce"], 2, "--per-node"),
     (["collective", "-d", "{tmp}/ic_link.yaml", "-n", "2", "--bytes", "8", "all_reduce"], 2, "unknown link"),
     # ---- scaling laws and sweeps (issue 19)
     (["quant", "fit", "{tmp}/nofile.csv", "-o", "{tmp}/fit"], 2, "no results file"),
