@@ -13,7 +13,7 @@ device document that :func:`hwmodels.spec.parse_device` reads like any GPU's (da
       mxint4: {area_share: 0.25}    # a quarter of all dedicated tensor-array area
     sram_mb: 50                     # L2 / global buffer (spare_sram_mb: on the die, disabled)
     memory: {type: hbm3, stacks: 5} # gb_per_stack, tbs_per_stack, spare_stacks: optional
-    links: {type: nvlink4, count: 18}
+    links: {type: nvlink4, count: 18}   # domain: devices one switch joins (default 8), topology: switch
     host: {type: pcie5, lanes: 16}
     tdp_w: 700                      # optional: else derived (generator.yaml tdp_clock_fraction)
 
@@ -164,18 +164,25 @@ def generate(doc: dict, where: str) -> dict:
     tbs = stacks * _num(mem, "tbs_per_stack", f"{where}: memory", mt["tbs"])
     area["memory_phy"] = phys_stacks * mt["phy_mm2"]
     area["memory_ctrl"] = phys_stacks * mt["ctrl_transistors"] / density / 1e6
-    links_gbs = 0.0
+    links_gbs, interconnect = 0.0, {}
     for key, count_key in (("links", "count"), ("host", "lanes")):
         ln = doc.get(key)
         if ln is None:
             continue
-        _check_keys(ln, ("type", count_key), f"{where}: {key}")
+        _check_keys(ln, ("type", count_key) + (("domain", "topology") if key == "links" else ()), f"{where}: {key}")
         if ln.get("type") not in LINKS:
             raise InputError(f"{where}: {key}.type {ln.get('type')!r} unknown; {choices_hint(LINKS)}")
         lt, n = LINKS[ln["type"]], _num(ln, count_key, f"{where}: {key}", integer=True)
         area[f"{key}_phy"] = n * lt["phy_mm2"]
         area[f"{key}_ctrl"] = n * lt["ctrl_transistors"] / density / 1e6
         links_gbs += n * lt["gbs"] if key == "links" else 0.0
+        # the device's interconnect: GB/s per direction (link_types give both directions)
+        level = dict(link=ln["type"], gbs=n * lt["gbs"] / 2, source="GEN",
+                     note=f"{int(n)} x {ln['type']} ({lt['gbs']:g} GB/s both directions each)")
+        if key == "links":
+            domain = _num(ln, "domain", f"{where}: links", 8, integer=True)
+            level.update(topology=str(ln.get("topology", "switch")), domain=int(domain))
+        interconnect["scale_up" if key == "links" else "host"] = level
     misc = _num(doc, "misc_fraction", where, misc_fraction(), positive=False)
     area["misc"] = misc * sum(area.values())
     area = {k: round(v, 3) for k, v in area.items() if v > 0}
@@ -212,7 +219,7 @@ def generate(doc: dict, where: str) -> dict:
         efficiency={k: {"value": v, "source": src} for k, v in eff.items()},
         process_node_nm={"value": node, "source": src}, memory_type={"value": mem["type"], "source": src},
         peak_clock_mhz={"value": clock / 1e6, "source": src}, boost_clock_mhz={"value": boost / 1e6, "source": src},
-        area_mm2=area, energy_basis="node",
+        area_mm2=area, energy_basis="node", **({"interconnect": interconnect} if interconnect else {}),
         generated_from=dict(design=where, macs_per_core={k: int(v) for k, v in macs.items()},
                             link_gbs=links_gbs, tdp_derived_w=round(tdp_derived, 1)),
     )

@@ -96,9 +96,20 @@ def cmd_quant_eval(args) -> int:
     if args.gptq and read_text(args.calibration) == read_text(args.text):
         raise InputError(f"the GPTQ calibration text ({args.calibration}) is the evaluation text ({args.text}); "
                          "give another --calibration")
+    if args.gptq and args.proxy:
+        raise InputError("give --gptq or --proxy, not both (each installs its own weights)")
+    if not 0.0 <= args.proxy < 1.0:
+        raise InputError(f"--proxy must be a fraction in [0, 1) of each weight's input dimensions, got {args.proxy}")
     fq, ev, tok, model_dir = _eval_setup(args)
     fq.apply(pmap)  # validates the map's op names before the long evaluation
     fq.reset()
+    if args.proxy:
+        from quant.proxy import proxy_fakequant
+
+        info = proxy_fakequant(fq, pmap, args.proxy)
+        print(f"proxy quantization: {info['kept_columns']:,} input columns of {info['ops']} low-precision ops kept in "
+              f"16 bits (top {100 * args.proxy:g} % by the producer's row std); their weight bits "
+              f"{info['weight_bits_rtn'] / 8e6:,.2f} MB -> {info['weight_bits_proxy'] / 8e6:,.2f} MB", file=sys.stderr)
     if args.gptq:
         from quant.evaluate import sample_windows
         from quant.gptq import gptq_fakequant
@@ -326,6 +337,9 @@ def register(sub) -> None:
     s.add_argument("--gptq", action="store_true", help="GPTQ the low-precision weights (MX, int/fp) on calibration text "
                                                         "before evaluating (seed 001's per-layer damping search)")
     s.add_argument("--calibration", default="northanger_abbey", help="calibration text for --gptq (not the evaluation text)")
+    s.add_argument("--proxy", type=float, default=0.0, metavar="P",
+                   help="seed 004's proxy quantization: keep the top P (fraction, e.g. 0.02) of each low-precision "
+                        "weight's input dimensions in 16 bits, ranked by the std of the producing layer's rows")
     s.add_argument("--gptq-windows", type=int, default=32, help="calibration windows for --gptq")
     s.set_defaults(func=cmd_quant_eval)
 

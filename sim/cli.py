@@ -447,6 +447,79 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_size(args) -> int:
+    """How much of a chip should be low-precision: the optimal split of tensor area between unit kinds."""
+    from mpqsim import checks
+    from quant.precision import PrecisionMap
+    from sim.sizing import OBJECTIVES, SizingQuestion, qr_from_law, size, spec_params
+    from workloads import load_model
+
+    models = names(args.model)
+    checks.choice(args.objective, "--objective", OBJECTIVES)
+    if args.out:
+        checks.output_dir(args.out, "-o/--out")
+    extra, maps_by_model = {}, None
+    qrs = tuple(floats(args.qr, "--qr")) if args.qr else (0.5, 0.9, 0.99)
+    if any(not 0 <= x <= 1 for x in qrs):
+        raise InputError(f"--qr values must be in [0, 1], got {args.qr}")
+    given = [o for o in ("qr", "qr_law", "map") if getattr(args, o) is not None]
+    if len(given) > 1:
+        raise InputError(f"give one of --qr, --qr-law or --map (got {', '.join('--' + g.replace('_', '-') for g in given)})")
+    if args.map is not None:
+        if len(models) != 1:
+            raise InputError("--map is one model's precision map: give one model with -m")
+        maps_by_model = {models[0]: [PrecisionMap.load(m) for m in names(args.map)]}
+    if args.transfer_map:
+        extra["transfer"] = PrecisionMap.load(args.transfer_map)
+    if args.rule == "transfer" and not args.transfer_map:
+        raise InputError("--rule transfer needs --transfer-map MAP.json (a quant search map of a smaller model)")
+    checks.choice(args.rule, "--rule", ("size", "transfer"))
+    if args.qr_law is not None:
+        budget = checks.number(args.budget, "--budget", lo=0, lo_open=True)
+        extra["qrs_by_model"], law_rows = {}, []
+        for m in models:
+            size_b = spec_params(load_model(m)) / 1e9
+            mid, lo, hi = qr_from_law(None if args.qr_law == "published" else args.qr_law, budget, size_b)
+            extra["qrs_by_model"][m] = tuple(sorted({round(v, 4) for v in (lo, mid, hi) if v == v}))
+            law_rows.append(dict(model=m, params_b=size_b, budget=budget, qr=mid, qr_low=lo, qr_high=hi))
+        print("Q_r from Law 1 (" + ("seed 000's published fit" if args.qr_law == "published" else args.qr_law) + "):",
+              file=sys.stderr)
+        show(pd.DataFrame(law_rows), out=sys.stderr)
+    kinds = tuple(names(args.units))
+    q = SizingQuestion(models=tuple(models), qrs=qrs, kinds=kinds, low=args.low, high=args.high,
+                       area_mm2=checks.number(args.area, "--area", lo=0, lo_open=True),
+                       power_w=None if args.power is None else checks.number(args.power, "--power", lo=0, lo_open=True),
+                       base=args.base, step=args.step, batches=tuple(ints(args.batch, "-b/--batch")),
+                       prompt=args.prompt, context=args.context, output_tokens=args.output_tokens,
+                       objective=args.objective, rule=args.rule, attention=args.attention, max_tp=args.max_tp, extra=extra)
+
+    def progress(i, n, name, lay):
+        print(f"[{i}/{n}] {name} ({lay}) priced", file=sys.stderr)
+
+    res = size(q, maps_by_model, progress=progress)
+    col, _, what = OBJECTIVES[q.objective]
+    best = res["best"]
+    if best.empty:
+        raise InputError("no split fits the model in memory at these batches; raise --max-tp or the base design's memory")
+    shares = [f"share_{k}" for k in kinds]
+    view = best[["model", "qr", "batch", "layout", *shares, *[c for k in kinds for c in (f"{k}_lo", f"{k}_hi")],
+                 "request_ms", "decode_ms", "prefill_ms", "request_j_per_token", "decode_j_per_token", "tok_s_per_mm2"]]
+    print(f"optimal split of the tensor-array area ({', '.join(kinds)}) on {q.area_mm2:g} mm2 ({q.base}, "
+          f"{best.power_budget_w.iloc[0]:g} W board budget); objective {q.objective}: {what}; prompt {q.prompt}, "
+          f"{q.output_tokens} output tokens at context {q.context}; <kind>_lo/_hi: the share's range within "
+          f"1 % of the optimum")
+    show(view)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        res["points"].to_parquet(out / "points.parquet", index=False)
+        for k in ("best", "front", "maps"):
+            res[k].to_csv(out / f"{k}.csv", index=False)
+        print(f"every design point in {out / 'points.parquet'}; best.csv, front.csv (Pareto: request latency vs "
+              f"J/token), maps.csv in {out}")
+    return 0
+
+
 def register(sub) -> None:
     def model_device_precision(s, devices="device name(s), comma-separated, or a YAML path"):
         s.add_argument("-m", "--model", required=True, help="bundled model name or path to a config.json")
@@ -548,6 +621,40 @@ def register(sub) -> None:
     s.add_argument("--workers", type=int, default=None, help="processes for --backend process (default: CPUs)")
     s.add_argument("--csv", help="also write the table to this CSV file")
     s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("size", help="how much of a chip should be low-precision: optimal unit split under an area budget",
+                       description="Split a generated accelerator's tensor-array area between unit kinds for models "
+                                   "and precision maps; the optimum, its flat region and the Pareto front.")
+    s.add_argument("-m", "--model", default="llama-3.1-70b", help="model(s), comma-separated (e.g. llama-3.1-8b,llama-3.1-70b,llama-3.1-405b)")
+    s.add_argument("--qr", default=None, help="quantization ratios, comma-separated (default 0.5,0.9,0.99)")
+    s.add_argument("--qr-law", default=None, metavar="FITS|published",
+                   help="Q_r from Law 1 for each model's size: a 'quant fit' fits.json, or 'published' (seed 000)")
+    s.add_argument("--budget", type=float, default=0.1, help="with --qr-law: the delta-perplexity budget (default 0.1)")
+    s.add_argument("--map", default=None, help="precision-map JSON(s) of the one model instead of --qr")
+    s.add_argument("--rule", default="size", help="which ops go low for a Q_r: size (largest first, middle layers "
+                                                  "before the ends) or transfer (a smaller model's searched map)")
+    s.add_argument("--attention", default="high", help="attention matmuls (qk, av) and KV cache: high (default) or "
+                                                       "low (the --low format; they hold no parameters, so Q_r "
+                                                       "does not count them)")
+    s.add_argument("--transfer-map", default=None, help="with --rule transfer: a quant search map of a smaller model")
+    s.add_argument("--units", default="bf16,fp8,mxint4", help="unit kinds to split the tensor area between (first: "
+                                                            "the high-precision one; default bf16,fp8,mxint4)")
+    s.add_argument("--low", default="mxint4_32", help="low format of the map's low ops, weights and activations")
+    s.add_argument("--high", default="bf16", help="format of the ops the map leaves high")
+    s.add_argument("--area", type=float, default=800.0, help="die-area budget per device, mm2 (default 800)")
+    s.add_argument("--power", type=float, default=None, help="board power budget per device, W (default: the base "
+                                                             "design's derived TDP)")
+    s.add_argument("--base", default="custom-mx", help="base design (bundled design name or design YAML)")
+    s.add_argument("--step", type=float, default=0.05, help="split grid step (default 0.05)")
+    s.add_argument("-b", "--batch", default="1,64", help="batch sizes, comma-separated (default 1,64)")
+    s.add_argument("--prompt", type=int, default=1024, help="prompt tokens (default 1024)")
+    s.add_argument("--context", type=int, default=2048, help="decode context (default 2048)")
+    s.add_argument("--output-tokens", type=int, default=256, help="output tokens per request (default 256)")
+    s.add_argument("--objective", default="latency", help="latency (request), decode, ttft, energy (J/token), "
+                                                          "tok_s_per_mm2")
+    s.add_argument("--max-tp", type=int, default=None, help="most devices per replica (default: the design's domain)")
+    s.add_argument("-o", "--out", default=None, help="folder for points.parquet, best.csv, front.csv, maps.csv")
+    s.set_defaults(func=cmd_size)
 
     s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")
     s.add_argument("-o", "--out", default="mpqsim-demo", help="folder for the demo's CSV files")

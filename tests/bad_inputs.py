@@ -283,6 +283,23 @@ CASES = [
     (["sweep", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/sw", "--workers", "0"], 2, "--workers"),
     (["quant", "landscape", "--model", "smollm2", "--snrs", "x", "-o", "{tmp}/ls"], 2, "--snrs"),
     (["quant", "landscape", "--model", "smollm2", "--directions", "-1", "-o", "{tmp}/ls"], 2, "--directions"),
+    # ---- sizing (issue 20)
+    (["size", "-m", "llama-3.1-8b", "--area", "50"], 2, "does not hold the design's fixed parts"),
+    (["size", "-m", "llama-3.1-8b", "--units", "bf16,tpu9"], 2, "unknown unit kind"),
+    (["size", "-m", "llama-3.1-8b", "--units", "bf16"], 2, "two or more different kinds"),
+    (["size", "-m", "llama-3.1-8b", "--step", "0.3"], 2, "must divide 1"),
+    (["size", "-m", "llama-3.1-8b", "--objective", "speed"], 2, "--objective"),
+    (["size", "-m", "llama-3.1-8b", "--qr", "1.5"], 2, "[0, 1]"),
+    (["size", "-m", "llama-3.1-8b", "--qr", "0.5", "--qr-law", "published"], 2, "give one of"),
+    (["size", "-m", "llama-3.1-8b", "--qr-law", "published", "--budget", "0.07"], 2, "publishes Law 1 at budgets"),
+    (["size", "-m", "llama-3.1-8b", "--rule", "transfer"], 2, "--transfer-map"),
+    (["size", "-m", "llama-3.1-8b", "--rule", "ranked"], 2, "--rule"),
+    (["size", "-m", "llama-3.1-8b", "--attention", "fp8"], 2, "--attention"),
+    (["size", "-m", "llama-3.1-8b", "--base", "h100-sxm"], 2, "not an accelerator design"),
+    (["size", "-m", "llama-3.1-8b", "--power", "-5"], 2, "--power"),
+    (["size", "-m", "llama-3.1-8b", "--low", "int9"], 2, "unknown format"),
+    (["size", "-m", "llama-3.1-8b", "--output-tokens", "0"], 2, "--output-tokens"),
+    (["quant", "eval", "--model", "smollm2", "--preset", "w4a16", "--proxy", "1.5"], 2, "--proxy"),
 ]
 
 

@@ -471,3 +471,33 @@ def test_radial_landscape_and_rtn_point():
     pt = rtn_point(fq, IDS, "mxint4_32")
     assert 10 < pt["sqnr_db"] < 30 and pt["rtn_nll"] != pt["nll"] and math.isfinite(pt["radial_slope"])
     assert all(torch.equal(before[n], t) for n, t in fq._orig.items())  # the weights are restored
+
+
+def test_proxy_quantization_keeps_the_outlier_columns_in_16_bits():
+    from quant.proxy import _producers, effective_bits, kept_columns, proxy_fakequant
+    from quant.quantize import quantize
+
+    m = tiny("llama")
+    fq = FakeQuantizer(m, "llama")
+    # plant an outlier hidden unit: the previous layer's down_proj writes dimension 7 with huge weights
+    down0 = fq._orig["model.layers.0.mlp.down_proj"]
+    with torch.no_grad():
+        down0[7] *= 40.0
+    cols = kept_columns(fq, 0.05)
+    q1 = "model.layers.1.self_attn.q_proj"
+    assert _producers(fq)[q1] == "model.layers.0.mlp.down_proj"
+    assert 7 in cols[q1].tolist()
+    pmap = preset_map("w4a16")
+    info = proxy_fakequant(fq, pmap, 0.05)
+    fq.apply(pmap)
+    w, orig = fq.linear[q1].weight, fq._orig[q1]
+    kept = cols[q1]
+    assert torch.equal(w[:, kept], orig[:, kept])                       # 16-bit columns untouched
+    rest = torch.ones(orig.shape[1], dtype=torch.bool)
+    rest[kept] = False
+    assert torch.equal(w[:, rest], quantize(orig.detach(), "int4_g128", axis=-1)[:, rest])
+    assert info["weight_bits_proxy"] > info["weight_bits_rtn"]
+    assert effective_bits(4, 0.02) == pytest.approx(4 * 0.98 + 16 * 0.02)
+    # GQA: o_proj columns map onto the v_proj rows of their key-value head
+    assert "model.layers.0.self_attn.o_proj" in cols
+    fq.close()

@@ -1,0 +1,149 @@
+"""sim.sizing: the unit-split answer (issue 20) behaves as the physics says it must."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.sizing import (SizingQuestion, base_design, design_for, designs, pareto, qr_from_law, ratio_map, size,
+                        split_grid)
+from workloads import load_model
+
+KINDS = ("bf16", "fp8", "mxint4")
+
+
+def test_split_grid_covers_the_simplex():
+    g = split_grid(3, 0.25)
+    assert np.allclose(g.sum(1), 1)
+    assert (g[:, 0] >= 0.25 - 1e-12).all()
+    assert len(g) == len({tuple(r) for r in g.round(6)}) == 10  # compositions of 4 steps with the first >= 1
+
+
+def test_designs_hit_the_area_budget_and_peaks_follow_the_shares():
+    q = SizingQuestion(kinds=KINDS, step=0.25, area_mm2=800)
+    splits, devs = designs(q)
+    assert np.allclose(splits.area_mm2, 800, rtol=5e-3)
+    assert (splits.power_budget_w == splits.power_budget_w.iloc[0]).all()  # one board budget for every split
+    only_bf16 = splits[splits.share_bf16 == 1].iloc[0]
+    half = splits[(splits.share_bf16 == 0.5) & (splits.share_mxint4 == 0.5)].iloc[0]
+    # half the dedicated array area (the formats riding on the bf16 array add 5 % of its area each, so
+    # a smaller bf16 array frees a little more): a bit over half the all-bf16 chip's peak
+    assert 0.5 < half.tflops_bf16 / only_bf16.tflops_bf16 < 0.6
+    # an MXINT4 MAC takes ~1/8 of a BF16 MAC's area (generator.yaml): the same area gives ~8x the peak
+    assert 6 < half.tflops_mxint4 / half.tflops_bf16 < 10
+
+
+def test_design_too_small_for_its_fixed_parts_is_refused():
+    base, where = base_design("custom-mx")
+    from mpqsim import InputError
+
+    with pytest.raises(InputError, match="fixed parts"):
+        design_for(base, KINDS, [1, 0, 0], 100, None, where)
+
+
+@pytest.mark.parametrize("qr", [0.0, 0.5, 0.9, 0.99])
+def test_ratio_map_reaches_its_target(qr):
+    spec = load_model("llama-3.1-8b")
+    pmap, got = ratio_map(spec, qr, "mxint4_32", "bf16")
+    # within the largest unit not taken: the lm_head and the embedding table are 6.5 % each of 8B
+    assert abs(got - qr) < 0.035
+    # the size rule quantizes the biggest matmuls first: at 0.5 the MLP projections, topped up by smaller ones
+    if qr == 0.5:
+        assert sum(".mlp." in n for n in pmap.ops) > 0.8 * len(pmap.ops)
+        assert "lm_head" not in pmap.ops
+
+
+def test_transfer_rule_follows_the_smaller_models_map():
+    from quant.precision import OpFormats, PrecisionMap
+
+    spec = load_model("llama-3.1-8b")  # 32 layers; the source map marks the attention of the first half low
+    low = OpFormats.of("mxint4_32", "mxint4_32")
+    src = PrecisionMap("src", ops={f"model.layers.{i}.self_attn.{p}": low for i in range(15) for p in ("q_proj", "o_proj")})
+    src.ops["model.layers.29.mlp.up_proj"] = OpFormats.of("bf16", "bf16")  # says the source has 30 layers
+    pmap, got = ratio_map(spec, 0.05, "mxint4_32", "bf16", rule="transfer", transfer=src)
+    layers = {int(n.split(".")[2]) for n in pmap.ops}
+    assert all(".self_attn." in n for n in pmap.ops) and max(layers) < 17
+
+
+def test_law_prediction():
+    mid, lo, hi = qr_from_law(None, 0.1, 8.0)   # seed 000's published Law 1 at 10 %
+    assert mid == pytest.approx(1 - (np.log(8.0) - 3.35) / -11.27)
+    assert np.isnan(lo) and np.isnan(hi)
+    assert qr_from_law(None, 0.1, 405.0)[0] == 1.0  # clipped
+
+
+def test_law_prediction_from_a_fits_file(tmp_path):
+    doc = {"law1": [{"law": "law1", "params": {"k": -11.27, "c": 3.35}, "intervals": {"k": [-13, -9.5], "c": [3.0, 3.7]},
+                     "meta": {"budget": 0.1}}]}
+    (tmp_path / "fits.json").write_text(json.dumps(doc))
+    mid, lo, hi = qr_from_law(str(tmp_path / "fits.json"), 0.1, 8.0)
+    assert lo < mid < hi
+
+
+def test_pareto_keeps_only_non_dominated_rows():
+    df = pd.DataFrame(dict(x=[1, 2, 3, 2, 4], y=[5, 3, 1, 4, 1]))
+    keep = pareto(df, "x", "y")
+    assert list(df[keep].index) == [0, 1, 2]
+    for i in df[keep].index:
+        assert not ((df.x <= df.x[i]) & (df.y <= df.y[i]) & ((df.x < df.x[i]) | (df.y < df.y[i]))).any()
+
+
+@pytest.fixture(scope="module")
+def answer():
+    q = SizingQuestion(models=("llama-3.1-8b",), qrs=(0.0, 0.5, 0.99), step=0.1, batches=(1, 64), attention="low")
+    return size(q)
+
+
+def test_no_low_ops_means_no_low_units(answer):
+    b = answer["best"]
+    assert (b[b.qr == 0].share_mxint4 == 0).all()
+
+
+def test_more_low_precision_work_wants_more_low_precision_area(answer):
+    b = answer["best"][answer["best"].batch == 64].set_index("target_qr")
+    assert b.loc[0.99, "share_mxint4"] > b.loc[0.5, "share_mxint4"] >= b.loc[0.0, "share_mxint4"]
+    # and the optimum is faster than the all-bf16 chip
+    p = answer["points"]
+    allbf = p[(p.batch == 64) & (p.target_qr == 0.99) & (p.share_bf16 == 1)].request_ms.iloc[0]
+    assert b.loc[0.99, "request_ms"] < allbf
+
+
+def test_the_best_split_is_the_minimum_and_on_the_front(answer):
+    p, b, f = answer["points"], answer["best"], answer["front"]
+    for r in b.itertuples():
+        g = p[(p.precision == r.precision) & (p.batch == r.batch) & p.fits]
+        assert r.request_ms == g.request_ms.min()
+        assert r.share_mxint4 >= r.mxint4_lo - 1e-12 and r.share_mxint4 <= r.mxint4_hi + 1e-12
+        fr = f[(f.precision == r.precision) & (f.batch == r.batch)]
+        assert fr.request_ms.min() == pytest.approx(r.request_ms)
+        assert fr.request_j_per_token.min() == pytest.approx(g.request_j_per_token.min())
+
+
+def test_big_models_get_tensor_parallelism():
+    q = SizingQuestion(models=("llama-3.1-405b",), qrs=(0.9,), step=0.25, batches=(1,))
+    res = size(q)
+    lay = res["maps"].layout.iloc[0]
+    assert lay != "tp1" and res["best"].fits.all()
+
+
+def test_cli_size_writes_its_tables(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mpqsim.cli", "size", "-m", "llama-3.1-8b", "--qr", "0.9",
+                        "--step", "0.25", "-b", "1,16", "-o", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "optimal split" in r.stdout
+    pts = pd.read_parquet(tmp_path / "points.parquet")
+    assert len(pts) == 10 * 2 and {"share_mxint4", "request_ms", "area_mm2"} <= set(pts.columns)
+    for name in ("best", "front", "maps"):
+        assert (tmp_path / f"{name}.csv").is_file()
+
+
+def test_cli_size_from_the_published_law():
+    r = subprocess.run([sys.executable, "-m", "mpqsim.cli", "size", "-m", "llama-3.1-8b", "--qr-law", "published",
+                        "--budget", "0.1", "--step", "0.25", "-b", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "0.887" in r.stderr  # 1 - (ln 8.03 - 3.35) / -11.27
