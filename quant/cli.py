@@ -269,7 +269,16 @@ def cmd_quant_search(args) -> int:
     from quant.precision import OpFormats
     from quant.search import check_search_args, model_fingerprint, resume_identity, run_search
 
-    ratios = floats(args.ratio, "--ratio")
+    if args.searcher == "hw-greedy":
+        if args.ratio is not None or args.cost_budget is None:
+            raise InputError("--searcher hw-greedy searches under cost budgets: give --cost-budget (ms or J/token, "
+                             "comma-separated) instead of --ratio")
+        ratios = floats(args.cost_budget, "--cost-budget")
+    else:
+        if args.ratio is None or args.cost_budget is not None:
+            raise InputError(f"--searcher {args.searcher} searches at target ratios: give --ratio "
+                             "(--cost-budget is for hw-greedy)")
+        ratios = floats(args.ratio, "--ratio")
     check_search_args(args.granularity, ratios, args.searcher, args.trials)
     if not parse_format(args.high).is_high_precision:
         raise InputError(f"--high {args.high!r} is not a high-precision format; valid: bf16, fp16, fp32")
@@ -279,20 +288,66 @@ def cmd_quant_search(args) -> int:
     high = OpFormats.of(args.high, args.high)
     kv = parse_format(args.kv)
     checks.output_dir(args.out, "-o/--out")
-    if args.searcher == "greedy":
+    cost = None
+    if args.searcher == "hw-greedy" and not args.device:
+        raise InputError("--searcher hw-greedy prices maps on a device: give --device (e.g. custom-mx)")
+    if (args.max_cost is not None or args.max_delta is not None) and not args.device:
+        raise InputError("--max-cost / --max-delta choose among maps priced on a device: give --device")
+    if args.max_cost is not None and args.max_delta is not None:
+        raise InputError("give one of --max-cost or --max-delta")
+    if args.device:
+        from hwmodels import load_device
+        from quant.hwsearch import METRICS
+
+        checks.choice(args.cost, "--cost", METRICS)
+        for what, v in (("--cost-batch", args.cost_batch), ("--cost-prompt", args.cost_prompt),
+                        ("--cost-context", args.cost_context), ("--output-tokens", args.output_tokens)):
+            checks.integer(v, what, lo=1)
+        device = load_device(args.device)
+    if args.searcher in ("greedy", "hw-greedy"):
         if read_text(args.calibration) == read_text(args.text):  # fails before the model loads if missing
             raise InputError(f"the calibration text ({args.calibration}) is the evaluation text ({args.text}): the "
                              "sensitivity pass would see the tokens the search is judged on; give another --calibration")
     fq, ev, tok, model_dir = _eval_setup(args, cache_dir=args.out)
     calib = sample_windows(tok, read_text(args.calibration), 4, args.window_len, args.seed) \
-        if args.searcher == "greedy" else None
+        if args.searcher in ("greedy", "hw-greedy") else None
     settings = resume_identity(model_fingerprint(fq.model), args.text, args.windows, args.window_len,
                                args.weight_only, args.calibration) | dict(emulate_high=bool(args.emulate_high))
+    if args.device:
+        from quant.hwsearch import MapCost
+
+        cost = MapCost(fq.spec, device, args.cost, args.cost_batch, args.cost_prompt, args.cost_context,
+                       args.output_tokens)
+        if args.searcher == "hw-greedy":  # its choices depend on the device: part of the resume identity
+            settings |= dict(device=device.name, cost=args.cost, cost_batch=args.cost_batch,
+                             cost_prompt=args.cost_prompt, cost_context=args.cost_context,
+                             output_tokens=args.output_tokens)
     df = run_search(fq, ev, args.granularity, low, high, kv, ratios, args.searcher, args.trials, args.out,
-                    settings, seed=args.seed, calibration=calib, progress_factory=_progress_bar)
+                    settings, seed=args.seed, calibration=calib, progress_factory=_progress_bar, cost=cost)
     print(f"reference perplexity {ev.reference:.4f}; {df.attrs['new_evaluations']} new evaluations "
           f"(journal {Path(args.out) / 'journal.jsonl'})")
-    show(df.drop(columns=["map"]), floatfmt="{:,.4f}")
+    show(df.drop(columns=["map"] + (["cost_metric"] if cost else [])), floatfmt="{:,.4f}")
+    if cost is not None:
+        import pandas as pd
+
+        from quant.hwsearch import choose
+
+        recs = pd.read_csv(Path(args.out) / "front.csv")
+        print(f"cost: {cost.label}; accuracy/cost Pareto front ({int(recs.on_front.sum())} of {len(recs)} maps "
+              f"evaluated) in {Path(args.out) / 'front.csv'}")
+        show(recs[recs.on_front][["searcher", "target", "qr", "flop_ratio", "delta", "cost"]], floatfmt="{:,.4f}")
+        if args.max_cost is not None or args.max_delta is not None:
+            pick = choose(recs, args.max_cost, args.max_delta)
+            if pick is None:
+                raise InputError("no evaluated map meets " + (f"--max-cost {args.max_cost}" if args.max_cost is not None
+                                                             else f"--max-delta {args.max_delta}"))
+            from quant.search import SearchSpace, unpack_mask
+
+            space = SearchSpace.build(fq.table, args.granularity, low, high, kv, tokens=args.window_len)
+            pmap = space.to_map(unpack_mask(pick.signature), name="hw-choice")
+            pmap.save(Path(args.out) / "map_hw.json")
+            print(f"chosen: Q_r {pick.qr:.4f}, delta {100 * pick.delta:+.2f} %, cost {pick.cost:,.4f} -> "
+                  f"{Path(args.out) / 'map_hw.json'}")
     return 0
 
 
@@ -375,9 +430,23 @@ def register(sub) -> None:
     s.add_argument("--kv", default="bf16", help="KV-cache format")
     s.add_argument("--weight-only", action="store_true", help="activations stay high precision")
     s.add_argument("--granularity", default="matmul", help="matmul or layer")
-    s.add_argument("--ratio", required=True, help="target Q_r values, comma-separated, e.g. 0.5,0.9,0.95")
+    s.add_argument("--ratio", default=None, help="target Q_r values, comma-separated, e.g. 0.5,0.9,0.95")
+    s.add_argument("--cost-budget", default=None, help="hw-greedy: cost budgets on --device (ms for latency, J/token "
+                                                       "for energy), comma-separated")
     s.add_argument("--trials", type=int, default=50, help="evaluations per ratio (seed 000: 50)")
-    s.add_argument("--searcher", default="random", help="random (seed 000) or greedy (sensitivity-guided)")
+    s.add_argument("--searcher", default="random", help="random (seed 000), greedy (sensitivity-guided) or hw-greedy "
+                                                        "(sensitivity per unit of cost saved on --device)")
+    s.add_argument("--device", default=None, help="price every evaluated map on this device (bundled name or YAML) "
+                                                  "and write the accuracy/cost Pareto front (front.csv)")
+    s.add_argument("--cost", default="latency", help="with --device: latency (request ms) or energy (J/token)")
+    s.add_argument("--cost-batch", type=int, default=1, help="with --device: batch size priced (default 1)")
+    s.add_argument("--cost-prompt", type=int, default=128, help="with --device: prompt tokens (default 128)")
+    s.add_argument("--cost-context", type=int, default=256, help="with --device: decode context (default 256)")
+    s.add_argument("--output-tokens", type=int, default=128, help="with --device: output tokens (default 128)")
+    s.add_argument("--max-cost", type=float, default=None, help="with --device: save the least-delta map within "
+                                                                 "this cost as map_hw.json")
+    s.add_argument("--max-delta", type=float, default=None, help="with --device: save the cheapest map within this "
+                                                                  "delta perplexity (fraction) as map_hw.json")
     s.add_argument("--calibration", default="northanger_abbey", help="text for the greedy searcher's sensitivity pass")
     s.add_argument("-o", "--out", required=True, help="output folder (journal, maps, results.csv); re-run to resume")
     s.set_defaults(func=cmd_quant_search)

@@ -11,6 +11,9 @@ lm_head is a unit of its own, routers stay high). Searchers, one interface (:dat
 
 * ``random`` — seed 000: each trial draws a random order of the parameter-carrying units and fills
   them up to the target (parameter-free ``qk``/``av`` units are low with probability Q_r);
+* ``hw-greedy`` — hardware-aware (:mod:`quant.hwsearch`): the least perplexity under a cost budget
+  (latency or energy of the map on a device, the cost model's), sensitivity per unit of cost
+  saved (:func:`hw_greedy_search`); its targets are cost budgets, not ratios;
 * ``greedy`` — sensitivity-guided: one unquantized forward and backward pass on calibration text
   estimates each op's loss increase when it alone is low (the Fisher estimate ``loss`` of
   :func:`quant.evaluate.op_sensitivity`: it sees where an op sits, so the lm_head, whose error goes
@@ -229,19 +232,22 @@ def random_search(space: SearchSpace, target: float, objective: Objective, budge
 
 
 def greedy_search(space: SearchSpace, target: float, objective: Objective, budget: int, sensitivity: pd.DataFrame,
-                  progress=None, **_) -> Result:
+                  progress=None, gain: np.ndarray | None = None, name: str = "greedy", **_) -> Result:
+    """``gain``: what each unit buys when it goes low (default its parameters: the ratio-only search;
+    :mod:`quant.hwsearch` passes the time or energy the cost model says it saves)."""
     if "loss" not in sensitivity:
         raise InputError("the greedy searcher needs the loss column of quant.evaluate.op_sensitivity")
     loss = dict(zip(sensitivity.op, sensitivity["loss"].fillna(0.0)))
     unit_loss = np.array([sum(loss.get(n, 0.0) for n in u) for u in space.units])
+    per = space.unit_params if gain is None else np.asarray(gain, float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cost = np.where(space.unit_params > 0, unit_loss / np.maximum(space.unit_params, 1), np.inf)
+        cost = np.where((space.unit_params > 0) & (per > 0), unit_loss / np.maximum(per, 1e-30), np.inf)
     best, mask, history, tried = None, None, [], set()
 
     def consider(m):
         nonlocal best, mask
         tried.add(SearchSpace.signature(m))
-        rec = objective(m, searcher="greedy", target=target, trial=len(history))
+        rec = objective(m, searcher=name, target=target, trial=len(history))
         if best is None or rec["delta"] < best["delta"]:
             best, mask = rec, m
         history.append(best["delta"])
@@ -255,7 +261,7 @@ def greedy_search(space: SearchSpace, target: float, objective: Objective, budge
         if move is None:
             break
         consider(move)
-    return Result("greedy", target, mask, best, len(history), history)
+    return Result(name, target, mask, best, len(history), history)
 
 
 def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, target: float, tol: float,
@@ -283,7 +289,75 @@ def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, tar
     return None
 
 
-SEARCHERS = {"random": random_search, "greedy": greedy_search}
+def hw_greedy_search(space: SearchSpace, target: float, objective: Objective, budget: int, sensitivity: pd.DataFrame,
+                     progress=None, gain: np.ndarray | None = None, price=None, **_) -> Result:
+    """Hardware-aware: the least perplexity under a *cost budget* ``target`` on a device
+    (:mod:`quant.hwsearch`: ``price(mask)`` is the map's exact cost, ``gain`` what each unit saves
+    alone). Units go low cheapest accuracy per unit of cost saved first (the Fisher loss estimate
+    over the saving; parameter-free attention matmuls included: they cost time too) until the
+    exact cost is within the budget; the remaining trials try moves in order of predicted loss
+    reduction that keep the cost within budget (a low unit back to high, or a low and a high unit
+    exchanged), kept only if perplexity improves. Q_r is whatever the budget needs."""
+    if gain is None or price is None:
+        raise InputError("the hw-greedy searcher needs a device to price maps on (--device)")
+    if "loss" not in sensitivity:
+        raise InputError("the hw-greedy searcher needs the loss column of quant.evaluate.op_sensitivity")
+    loss = dict(zip(sensitivity.op, sensitivity["loss"].fillna(0.0)))
+    unit_loss = np.array([sum(loss.get(n, 0.0) for n in u) for u in space.units])
+    gain = np.asarray(gain, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per = np.where(gain > 0, unit_loss / np.maximum(gain, 1e-30), np.inf)
+    order = [int(i) for i in np.argsort(per, kind="stable") if np.isfinite(per[i])]
+    mask = np.zeros(len(space.units), bool)
+    pred = price(mask)
+    for i in order:  # predicted (additive) fill, then exact
+        if pred <= target:
+            break
+        mask[i] = True
+        pred -= gain[i]
+    rest = [i for i in order if not mask[i]]
+    while price(mask) > target and rest:
+        mask[rest.pop(0)] = True
+    best, best_mask, history, tried = None, None, [], set()
+
+    def consider(m):
+        nonlocal best, best_mask
+        tried.add(SearchSpace.signature(m))
+        rec = objective(m, searcher="hw-greedy", target=target, trial=len(history))
+        if best is None or rec["delta"] < best["delta"]:
+            best, best_mask = rec, m
+        history.append(best["delta"])
+        if progress:
+            progress(best["delta"])
+
+    consider(mask)
+    while len(history) < budget:
+        cur = best_mask
+        c0 = price(cur)
+        lows, highs = np.nonzero(cur & (gain > 0))[0], np.nonzero(~cur & (gain > 0))[0]
+        moves = [(-unit_loss[i], (i,), ()) for i in lows if c0 + gain[i] <= target]          # back to high
+        if len(lows) and len(highs):
+            d = unit_loss[highs][None, :] - unit_loss[lows][:, None]                           # predicted change
+            ok = c0 + gain[lows][:, None] - gain[highs][None, :] <= target
+            for a, b2 in zip(*np.nonzero(ok & (d < 0))):
+                moves.append((d[a, b2], (lows[a],), (highs[b2],)))
+        moves.sort(key=lambda t: t[0])
+        nxt = None
+        for _, up, down in moves:
+            m = cur.copy()
+            m[list(up)] = False
+            m[list(down)] = True
+            if SearchSpace.signature(m) not in tried and price(m) <= target:
+                nxt = m
+                break
+            tried.add(SearchSpace.signature(m))
+        if nxt is None:
+            break
+        consider(nxt)
+    return Result("hw-greedy", target, best_mask, best, len(history), history)
+
+
+SEARCHERS = {"random": random_search, "greedy": greedy_search, "hw-greedy": hw_greedy_search}
 
 
 def uniform_map(f: OpFormats, name: str = "low") -> PrecisionMap:
@@ -353,22 +427,43 @@ def check_search_args(granularity: str, ratios, searcher: str, budget: int) -> N
     if searcher not in SEARCHERS:
         raise InputError(f"unknown searcher {searcher!r}; valid: {', '.join(SEARCHERS)}")
     if not ratios:
-        raise InputError("give at least one target quantization ratio")
-    bad = [r for r in ratios if not 0.0 <= r <= 1.0]
-    if bad:
-        raise InputError(f"quantization ratio must be in [0, 1], got {bad[0]}")
+        raise InputError("give at least one target (--ratio, or --cost-budget for hw-greedy)")
+    if searcher == "hw-greedy":
+        bad = [r for r in ratios if not r > 0]
+        if bad:
+            raise InputError(f"cost budgets must be > 0, got {bad[0]}")
+    else:
+        bad = [r for r in ratios if not 0.0 <= r <= 1.0]
+        if bad:
+            raise InputError(f"quantization ratio must be in [0, 1], got {bad[0]}")
     if budget <= 0:
         raise InputError(f"trials must be > 0, got {budget}")
 
 
+def _pricer(cost, space: SearchSpace):
+    def price(mask: np.ndarray) -> float:
+        return cost(space.to_map(mask))
+
+    return price
+
+
+def unpack_mask(signature: str) -> np.ndarray:
+    """The mask a :meth:`SearchSpace.signature` encodes."""
+    hexbits, n = signature.rsplit(":", 1)
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hexbits), np.uint8))[: int(n)].astype(bool)
+
+
 def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats, kv: Format, ratios,
                searcher: str, budget: int, out_dir, settings: dict, seed: int = 0, calibration=None,
-               progress_factory=None) -> pd.DataFrame:
+               progress_factory=None, cost=None) -> pd.DataFrame:
     """Search every target ratio; journal in ``out_dir/journal.jsonl``, the best map per ratio in
     ``out_dir/map_qr<ratio>.json``, the table in ``out_dir/results.csv`` (also returned).
 
-    ``calibration``: token windows for the greedy searcher's sensitivity pass, from a text other
-    than the evaluation text (required for ``greedy``). ``progress_factory(total, label)`` returns a callback taking the best delta.
+    ``calibration``: token windows for the greedy searchers' sensitivity pass, from a text other
+    than the evaluation text (required for ``greedy`` and ``hw-greedy``). ``progress_factory(total, label)`` returns a callback taking the best delta.
+    ``cost`` (:class:`quant.hwsearch.MapCost`): prices every evaluated map on a device; the
+    ``hw-greedy`` searcher needs it; ``out_dir/front.csv`` then holds every map the journal has with
+    its cost and whether it is on the accuracy/cost Pareto front, and the table a ``cost`` column.
     """
     check_search_args(granularity, ratios, searcher, budget)
     out = Path(out_dir)
@@ -377,8 +472,13 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
     journal = Journal(out / "journal.jsonl", dict(settings, granularity=granularity, low=low.to_json(),
                                                   high=high.to_json(), kv=kv.name, searcher=searcher, seed=seed))
     objective = Objective(space, evaluator, journal)
-    sensitivity = None
-    if searcher == "greedy":
+    sensitivity, gain, price = None, None, None
+    if searcher == "hw-greedy":
+        if cost is None:
+            raise InputError("the hw-greedy searcher needs a device to price maps on (--device)")
+        gain = cost.unit_gains(space)
+        price = _pricer(cost, space)
+    if searcher in ("greedy", "hw-greedy"):
         from quant.evaluate import op_sensitivity
 
         if calibration is None:
@@ -388,20 +488,36 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
         key = tensor_key("fisher-v2", json.dumps(journal.settings, sort_keys=True), windows)
         sensitivity = pd.DataFrame(cached_value(out / "sensitivity.json", key,
                                                 lambda: op_sensitivity(fq, windows, uniform_map(low)).to_dict("list")))
-    rows = []
+    rows, masks = [], []
+    by_cost = searcher == "hw-greedy"  # its targets are cost budgets, not ratios
     for target in ratios:
-        cb = progress_factory(budget, f"Q_r {target:g}") if progress_factory else None
-        res = SEARCHERS[searcher](space, target, objective, budget, seed=seed, sensitivity=sensitivity, progress=cb)
+        tag = f"cost{target:g}" if by_cost else f"qr{target:g}"
+        cb = progress_factory(budget, f"cost <= {target:g}" if by_cost else f"Q_r {target:g}") if progress_factory else None
+        res = SEARCHERS[searcher](space, target, objective, budget, seed=seed, sensitivity=sensitivity, progress=cb,
+                                  gain=gain, price=price)
         if cb is not None and hasattr(cb, "close"):
             cb.close()
-        pmap = space.to_map(res.best_mask, name=f"{searcher}-qr{target:g}")
-        pmap.save(out / f"map_qr{target:g}.json")
-        rows.append(dict(target_qr=target, qr=res.best["qr"], flop_ratio=space.flop_ratio(res.best_mask), ppl=res.best["ppl"], ref_ppl=res.best["ref_ppl"],
+        pmap = space.to_map(res.best_mask, name=f"{searcher}-{tag}")
+        masks.append(res.best_mask)
+        pmap.save(out / f"map_{tag}.json")
+        rows.append(dict(target_qr=float("nan") if by_cost else target,
+                         **({"target_cost": target} if by_cost else {}), qr=res.best["qr"], flop_ratio=space.flop_ratio(res.best_mask), ppl=res.best["ppl"], ref_ppl=res.best["ref_ppl"],
                          delta=res.best["delta"], evaluations=res.evaluations, searcher=searcher,
-                         granularity=granularity, map=str(out / f"map_qr{target:g}.json"),
+                         granularity=granularity, map=str(out / f"map_{tag}.json"),
                          model=fq.spec.name, params=total_params(fq.table), low_weight=low.weight.name,
                          low_act=low.act.name, block=low.weight.block))
     df = pd.DataFrame(rows)
+    if cost is not None:
+        recs = pd.DataFrame(list(journal.records.values()))
+        recs["cost"] = cost.costs([space.to_map(unpack_mask(sig)) for sig in recs.signature])
+        from quant.hwsearch import front
+
+        recs["on_front"] = front(recs)
+        recs["cost_metric"] = cost.label
+        recs.sort_values(["cost", "delta"]).to_csv(out / "front.csv", index=False)
+        by_sig = dict(zip(recs.signature, recs.cost))
+        df["cost"] = [by_sig[space.signature(m)] for m in masks]
+        df["cost_metric"] = cost.label
     df.to_csv(out / "results.csv", index=False)
     df.attrs["new_evaluations"] = objective.new_evaluations
     return df

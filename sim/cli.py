@@ -347,6 +347,9 @@ def cmd_serve(args) -> int:
             write_csv(part, args.csv)
         _say(f"mpqsim: interrupted after {len(done)} finished simulation(s){where}")
         return 130
+    # what a report needs to read the table alone: the setup and the SLO the attainment is against
+    df = pd.concat([pd.DataFrame(dict(model=spec.name, device=device.name, replicas=args.replicas,
+                                      slo_ttft_s=slo.ttft_s, slo_tpot_s=slo.tpot_s), index=df.index), df], axis=1)
     write_csv(df, args.csv)
     if args.requests_csv:
         per = requests_table(journal)
@@ -436,7 +439,8 @@ def cmd_sweep(args) -> int:
 
     print(f"sweep {args.spec}: {spec.points:,} design points in {len(spec.chunks):,} chunks -> {args.out}", file=sys.stderr)
     try:
-        df = run_sweep(spec, args.out, backend=args.backend, workers=args.workers, progress=progress)
+        df = run_sweep(spec, args.out, backend=args.backend, workers=args.workers, progress=progress,
+                       address=args.address)
     except KeyboardInterrupt:
         _say(f"mpqsim: interrupted; every finished chunk is in {args.out}/parts: re-run the same command to resume")
         return 130
@@ -617,8 +621,12 @@ def register(sub) -> None:
                        description="Cross models, devices, precisions, batches, lengths, layouts and power caps.")
     s.add_argument("spec", help="sweep spec YAML (see sim/sweep.py)")
     s.add_argument("-o", "--out", required=True, help="output folder (parts/, results.parquet); re-run to resume")
-    s.add_argument("--backend", default="inprocess", help="inprocess (default) or process (a local process pool)")
-    s.add_argument("--workers", type=int, default=None, help="processes for --backend process (default: CPUs)")
+    s.add_argument("--backend", default="inprocess", help="inprocess (default), process (a local process pool) or "
+                                                          "ray (pip install 'mpqsim[ray]')")
+    s.add_argument("--workers", type=int, default=None, help="processes for --backend process, CPUs of a local Ray "
+                                                             "instance (default: all)")
+    s.add_argument("--address", default=None, help="with --backend ray: the cluster (ray://HOST:10001 or auto); "
+                                                   "default a local instance started for the sweep")
     s.add_argument("--csv", help="also write the table to this CSV file")
     s.set_defaults(func=cmd_sweep)
 

@@ -21,7 +21,11 @@ computes only the missing chunks; ``out/results.parquet`` (and CSV on request) i
 grid order, so an interrupted and resumed sweep ends with exactly the table of an uninterrupted
 one. Layouts a model cannot take (heads that do not split) and configurations that do not fit are
 rows too (``fits`` False; ``error`` names why a layout is impossible). Backends: ``inprocess``
-(default) and ``process`` (a local process pool: the same table).
+(default), ``process`` (a local process pool) and ``ray`` (``pip install 'mpqsim[ray]'``; one Ray
+task per chunk on a cluster at ``address``, or on a local Ray instance started for the sweep and
+stopped after it; the workers return the chunk's table and the driver writes the part, so only the
+driver needs the output folder, while every worker needs mpqsim installed and any device or map
+files the spec names at the same paths). Every backend gives the same table.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import yaml
 from mpqsim import InputError
 
 SPEC_KEYS = ("models", "devices", "precisions", "batches", "prompts", "contexts", "layouts", "engine", "power_caps")
-BACKENDS = ("inprocess", "process")
+BACKENDS = ("inprocess", "process", "ray")
 
 
 @dataclass(frozen=True)
@@ -188,10 +192,36 @@ def _work(args) -> int:
     return index
 
 
+def _ray_chunks(spec: SweepSpec, todo: list[int], address: str | None, workers: int | None):
+    """Yield (index, table) as Ray tasks finish, in completion order."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--backend ray needs Ray: pip install 'mpqsim[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise InputError(f"cannot reach a Ray cluster at {address}: {' '.join(str(e).split())[:200]}") from None
+    try:
+        task = ray.remote(run_chunk)
+        pending = {task.remote(spec, i): i for i in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                yield pending.pop(ref), ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def run_sweep(spec: SweepSpec, out_dir, backend: str = "inprocess", workers: int | None = None,
-              progress=None) -> pd.DataFrame:
+              progress=None, address: str | None = None) -> pd.DataFrame:
     """Compute every chunk not yet in ``out_dir`` and return the whole table (also written to
-    ``out_dir/results.parquet``). ``progress(done, total)`` after each chunk."""
+    ``out_dir/results.parquet``). ``progress(done, total)`` after each chunk. ``address``: a Ray
+    cluster (``ray://host:10001`` or ``auto``) for the ``ray`` backend; None starts a local one."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     out = Path(out_dir)
@@ -212,7 +242,15 @@ def run_sweep(spec: SweepSpec, out_dir, backend: str = "inprocess", workers: int
     done = total - len(todo)
     if progress:
         progress(done, total)
-    if backend == "inprocess" or len(todo) <= 1:
+    if address is not None and backend != "ray":
+        raise InputError("--address names a Ray cluster: it needs --backend ray")
+    if backend == "ray":
+        for i, df in _ray_chunks(spec, todo, address, workers):
+            _write_part(parts, i, df)
+            done += 1
+            if progress:
+                progress(done, total)
+    elif backend == "inprocess" or len(todo) <= 1:
         for i in todo:
             _write_part(parts, i, run_chunk(spec, i))
             done += 1

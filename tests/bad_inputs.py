@@ -283,6 +283,15 @@ CASES = [
     (["sweep", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/sw", "--workers", "0"], 2, "--workers"),
     (["quant", "landscape", "--model", "smollm2", "--snrs", "x", "-o", "{tmp}/ls"], 2, "--snrs"),
     (["quant", "landscape", "--model", "smollm2", "--directions", "-1", "-o", "{tmp}/ls"], 2, "--directions"),
+    # ---- hardware-aware search (issue 20)
+    (Q[:4] + ["--searcher", "hw-greedy", "--cost-budget", "100", "-o", "{tmp}/s"], 2, "give --device"),
+    (Q[:4] + ["--searcher", "hw-greedy", "--ratio", "0.5", "--device", "custom-mx", "-o", "{tmp}/s"], 2, "--cost-budget"),
+    (Q[:4] + ["--ratio", "0.5", "--cost-budget", "100", "-o", "{tmp}/s"], 2, "is for hw-greedy"),
+    (Q + ["--max-cost", "100"], 2, "give --device"),
+    (Q + ["--device", "custom-mx", "--cost", "money"], 2, "--cost"),
+    (Q + ["--device", "tpu9"], 2, "unknown device"),
+    (Q[:4] + ["--searcher", "hw-greedy", "--cost-budget", "-1", "--device", "custom-mx", "-o", "{tmp}/s"], 2,
+     "must be > 0"),
     # ---- sizing (issue 20)
     (["size", "-m", "llama-3.1-8b", "--area", "50"], 2, "does not hold the design's fixed parts"),
     (["size", "-m", "llama-3.1-8b", "--units", "bf16,tpu9"], 2, "unknown unit kind"),

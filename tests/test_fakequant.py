@@ -227,6 +227,42 @@ def test_searched_map_prices_with_the_cost_model(tmp_path):
     assert row.weights_gb["mxint4"] < row.weights_gb[pmap.name] < row.weights_gb["bf16"]
 
 
+def test_hardware_aware_search_meets_its_cost_budget_and_writes_the_front(tmp_path):
+    import pandas as pd
+
+    from hwmodels import load_device
+    from quant.hwsearch import MapCost, choose, front
+
+    m = tiny("llama")
+    fq = FakeQuantizer(m)
+    windows = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(3))
+    calib = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(4))
+    ev = Evaluator(fq, windows)
+    cost = MapCost(fq.spec, load_device("custom-mx"), "latency", batch=512, prompt=64, context=128, output_tokens=16)
+    low, high, kv = OpFormats.of("mxint4_32", "mxint4_32"), OpFormats.of("bf16", "bf16"), parse_format("bf16")
+    space = SearchSpace.build(fq.table, "matmul", low, high, kv)
+    c_high = cost(space.to_map(np.zeros(len(space.units), bool)))
+    c_low = cost(space.to_map(np.ones(len(space.units), bool)))
+    assert c_low < c_high
+    gains = cost.unit_gains(space)
+    assert (gains >= 0).all() and gains.sum() > 0
+    budgets = [c_low + f * (c_high - c_low) for f in (0.3, 0.7)]
+    df = run_search(fq, ev, "matmul", low, high, kv, budgets, "hw-greedy", 4, tmp_path / "hw", {}, calibration=calib,
+                    cost=cost)
+    assert (df.cost <= df.target_cost + 1e-9).all()      # within its budget
+    assert df.qr.iloc[0] >= df.qr.iloc[1]                 # a tighter budget needs more in low precision
+    rec = pd.read_csv(tmp_path / "hw" / "front.csv")
+    assert rec.on_front.any() and (rec.on_front == front(rec)).all()
+    pick = choose(rec, max_cost=budgets[1])
+    assert pick.cost <= budgets[1] and pick.delta == rec[rec.cost <= budgets[1]].delta.min()
+    # the ratio-only searcher gets the cost column and a front too
+    df2 = run_search(fq, ev, "matmul", low, high, kv, [0.5], "greedy", 2, tmp_path / "g", {}, calibration=calib,
+                     cost=cost)
+    assert "cost" in df2 and (tmp_path / "g" / "front.csv").is_file()
+    with pytest.raises(InputError, match="needs a device"):
+        run_search(fq, ev, "matmul", low, high, kv, budgets, "hw-greedy", 2, tmp_path / "x", {}, calibration=calib)
+
+
 def test_bad_maps_and_ratios():
     m = tiny("gpt2")
     fq = FakeQuantizer(m)

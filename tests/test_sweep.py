@@ -55,6 +55,25 @@ def test_process_backend_gives_the_same_table(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_ray_backend_gives_the_same_table(tmp_path):
+    """On a local Ray instance the test starts (two CPUs), then against it by address, then resumed."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'mpqsim[ray]')")
+    spec = _spec(tmp_path)
+    a = run_sweep(spec, tmp_path / "a")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        b = run_sweep(spec, tmp_path / "b", backend="ray")
+        pd.testing.assert_frame_equal(a, b)
+        for p in sorted((tmp_path / "b" / "parts").glob("*.parquet"))[::2]:
+            p.unlink()
+        c = run_sweep(spec, tmp_path / "b", backend="ray")   # resumed on Ray: only the missing chunks
+        pd.testing.assert_frame_equal(a, c)
+    finally:
+        ray.shutdown()
+    with pytest.raises(InputError, match="needs --backend ray"):
+        run_sweep(spec, tmp_path / "c", address="auto")
+
+
 def test_a_different_spec_in_the_same_folder_is_refused(tmp_path):
     run_sweep(_spec(tmp_path), tmp_path / "a")
     other = _spec(tmp_path, SPEC.replace("[1, 8, 64]", "[1, 2]"))
