@@ -19,7 +19,7 @@ from pathlib import Path
 from mpqsim import InputError, __version__
 
 #: Modules whose ``register(sub)`` adds commands, in help order.
-COMMAND_MODULES = ("workloads.cli", "hwmodels.cli", "quant.cli", "sim.cli")
+COMMAND_MODULES = ("workloads.cli", "hwmodels.cli", "quant.cli", "sim.cli", "reports.cli")
 
 
 class Parser(argparse.ArgumentParser):

@@ -365,10 +365,11 @@ def cmd_serve(args) -> int:
 
 def cmd_demo(args) -> int:
     from mpqsim import checks
-    from sim.demo import run_demo
+    from reports.demo import run_demo
 
     checks.output_dir(args.out, "-o/--out")
-    run_demo(Path(args.out), show=show)
+    path = run_demo(Path(args.out), log=lambda m: print(m, file=sys.stderr))
+    print(f"report: {path.resolve()}  (open it in a browser; Markdown twin: {path.with_suffix('.md').resolve()})")
     return 0
 
 
@@ -664,6 +665,7 @@ def register(sub) -> None:
     s.add_argument("-o", "--out", default=None, help="folder for points.parquet, best.csv, front.csv, maps.csv")
     s.set_defaults(func=cmd_size)
 
-    s = sub.add_parser("demo", help="run the built-in demonstration (no arguments needed)")
-    s.add_argument("-o", "--out", default="mpqsim-demo", help="folder for the demo's CSV files")
+    s = sub.add_parser("demo", help="run the built-in demonstration and write its report (no arguments needed)")
+    s.add_argument("-o", "--out", default="mpqsim-report", help="folder for the report and its tables "
+                                                                "(default ./mpqsim-report)")
     s.set_defaults(func=cmd_demo)

@@ -1,0 +1,78 @@
+"""Key findings: a few sentences computed from the tables, for the top of the report."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def _cfg(r) -> str:
+    lay = getattr(r, "layout", "tp1")
+    return f"{r.device} {r.precision}" + (f" ({lay})" if lay and lay != "tp1" else "")
+
+
+def latency_findings(lat: pd.DataFrame) -> list[str]:
+    out = []
+    for model, g in lat.groupby("model", sort=False):
+        ok = g[g.fits]
+        parts = []
+        for b in sorted({g.batch.min(), g.batch.max()}):
+            h = ok[ok.batch == b]
+            if h.empty:
+                parts.append(f"nothing fits at batch {b}")
+                continue
+            r = h.loc[h.decode_tok_s.idxmax()]
+            e = h.loc[h.decode_j_per_token.idxmin()]
+            parts.append(f"at batch {b} the fastest is {_cfg(r)} ({r.decode_tok_s:,.0f} tokens/s, "
+                         f"{r.decode_ms:.2f} ms per step) and the most frugal {_cfg(e)} "
+                         f"({e.decode_j_per_token:.3g} J/token)")
+        nofit = g[~g.fits & (g.batch == g.batch.max())]
+        fit_note = ""
+        if len(nofit):
+            fit_note = (f"; {len(nofit)} of {len(g[g.batch == g.batch.max()])} device/precision setups do not fit "
+                        f"at batch {g.batch.max()} (e.g. {_cfg(nofit.iloc[0])}: {nofit.iloc[0].total_gb:.0f} GB "
+                        f"needed of {nofit.iloc[0].capacity_gb:.0f})")
+        out.append(f"**{model}**: " + "; ".join(parts) + fit_note + ".")
+    return out
+
+
+def serving_findings(srv: pd.DataFrame) -> list[str]:
+    out = []
+    group = [c for c in ("model", "device") if c in srv]
+    for key, g in (srv.groupby(group, sort=False) if group else [((), srv)]):
+        name = " on ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        parts = []
+        for prec, h in g.groupby("precision", sort=False):
+            ok = h[h.get("sustained", True) & (h.get("slo_attainment", 1.0) >= 0.9)]
+            parts.append(f"{prec} {ok.qps.max():g} req/s" if len(ok) else f"{prec} none of the simulated rates")
+        slo = (f" (TTFT {g.slo_ttft_s.iloc[0]:g} s, TPOT {g.slo_tpot_s.iloc[0]:g} s)" if "slo_ttft_s" in g else "")
+        out.append(f"**Serving {name}**: highest simulated rate sustained with >= 90 % of requests within the SLO"
+                   f"{slo}: " + ", ".join(parts) + ".")
+    return out
+
+
+def sizing_findings(best: pd.DataFrame) -> list[str]:
+    share = [c for c in best.columns if c.startswith("share_")]
+    if not share:
+        return []
+    low = share[-1].replace("share_", "")
+    out = []
+    for b, g in best.groupby("batch", sort=False):
+        bits = [f"{m} at Q_r {q:.2f}: {100 * s:.0f} % ({100 * lo:.0f}-{100 * hi:.0f} % within 1 %)"
+                for m, q, s, lo, hi in zip(g.model, g.qr, g[share[-1]], g[f"{low}_lo"], g[f"{low}_hi"])]
+        out.append(f"**Sizing, batch {b}**: the {low} share of the tensor-array area that minimises the objective: "
+                   + "; ".join(bits) + ".")
+    return out
+
+
+def scaling_findings(fits: list) -> list[str]:
+    out = []
+    for f in fits:
+        iv = f.get("intervals", {})
+        k, c = f["params"]["k"], f["params"]["c"]
+        ki = iv.get("k", [float("nan")] * 2)
+        out.append(f"**Law 1 at a {100 * f['meta']['budget']:g} % budget**: k = {k:.2f} (interval {ki[0]:.2f} to "
+                   f"{ki[1]:.2f}), c = {c:.2f}, from {f.get('n', '?')} models (few points: a weak fit).")
+    return out
+
+
+__all__ = ["latency_findings", "serving_findings", "sizing_findings", "scaling_findings"]
