@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mpqsim import InputError, choices_hint
+from mpqsim.pareto import pareto
 
 METRICS = {"latency": "request latency on the device (ms): prefill of the prompt + output_tokens decode steps",
            "energy": "J per output token on the device (prefill share included)"}
@@ -87,15 +88,7 @@ def _key(pmap) -> tuple:
 
 def front(records: pd.DataFrame, x: str = "cost", y: str = "delta") -> pd.Series:
     """True for records on the Pareto front of ``x`` and ``y`` (both minimised)."""
-    order = np.lexsort((records[y].to_numpy(), records[x].to_numpy()))
-    keep = np.zeros(len(records), bool)
-    best = np.inf
-    yv = records[y].to_numpy()
-    for i in order:
-        if yv[i] < best:
-            keep[i] = True
-            best = yv[i]
-    return pd.Series(keep, index=records.index)
+    return pareto(records, x, y)
 
 
 def choose(records: pd.DataFrame, max_cost: float | None = None, max_delta: float | None = None) -> pd.Series | None:

@@ -47,21 +47,11 @@ def model_maps(spec):
 
 
 def _layouts(spec, device):
-    """Tensor-parallel degrees the model can take within the device's node."""
-    from mpqsim import InputError
+    """Tensor-parallel layouts the model can take within the device's node."""
     from sim.collectives import per_node
-    from workloads.parallel import Layout, local_heads
+    from workloads.parallel import Layout, tp_degrees
 
-    out = []
-    for t in (1, 2, 4, 8):
-        if t > per_node(device.interconnect):
-            break
-        try:
-            local_heads(spec, t)
-        except InputError:
-            continue
-        out.append(Layout(t))
-    return out
+    return [Layout(t) for t in tp_degrees(spec, per_node(device.interconnect))]
 
 
 def latency_part(log):

@@ -15,6 +15,8 @@ plt.rcParams["figure.max_open_warning"] = 0  # a report holds many figures; each
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from mpqsim.pareto import pareto  # noqa: E402
+
 MARKERS = "osD^v<>PXh*"
 
 
@@ -258,8 +260,6 @@ def pareto_sizing(points: pd.DataFrame, front: pd.DataFrame | None) -> list[Figu
         for k, (prec, h) in enumerate(g.groupby("precision", sort=False)):
             sc = ax.scatter(h.request_ms, h.request_j_per_token, c=h[low] if low else None, cmap="viridis", s=12,
                             marker=MARKERS[k % len(MARKERS)], vmin=0, vmax=1, label=prec)
-            from sim.sizing import pareto
-
             f = h[pareto(h, "request_ms", "request_j_per_token")].sort_values("request_ms")
             ax.plot(f.request_ms, f.request_j_per_token, color="k", lw=0.8)
         if sc is not None and low:

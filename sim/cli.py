@@ -40,7 +40,7 @@ def _layouts(args, spec, device, count: int | None) -> list:
     """The layouts --tp / --pp / --ep (and an ``8x`` device count) ask for; ``--tp auto``: every
     tensor-parallel degree that divides the model's heads, within the device's node."""
     from sim.collectives import per_node
-    from workloads.parallel import Layout, local_heads
+    from workloads.parallel import Layout, tp_degrees
 
     pp = args.pp if args.pp is not None else 1
     if isinstance(pp, int) and pp < 1:
@@ -48,15 +48,7 @@ def _layouts(args, spec, device, count: int | None) -> list:
     tp_arg = (args.tp or "").strip().lower()
     if tp_arg == "auto":
         most = (count or per_node(device.interconnect) * pp) // pp
-        out = []
-        for t in (1, 2, 4, 8, 16, 32, 64):
-            if t > most:
-                break
-            try:
-                local_heads(spec, t)
-            except InputError:
-                continue
-            out.append(Layout(t, pp, ep=args.ep))
+        out = [Layout(t, pp, ep=args.ep) for t in tp_degrees(spec, most)]
         if not out:
             raise InputError(f"--tp auto: no tensor-parallel degree of {spec.name} fits {most} device(s)")
         return out

@@ -47,6 +47,7 @@ import pandas as pd
 import yaml
 
 from mpqsim import InputError, choices_hint
+from mpqsim.pareto import pareto
 
 #: objective -> (column, min|max, what it is). A request is the prompt's prefill and ``output_tokens``
 #: decode steps at context ``context`` (the whole batch together).
@@ -283,35 +284,15 @@ def qr_from_law(fits_path: str | None, budget: float, size_b: float) -> tuple[fl
 
 
 # ------------------------------------------------------------------ the answer
-def pareto(df: pd.DataFrame, x: str, y: str) -> pd.Series:
-    """True for rows no other row beats in both ``x`` and ``y`` (both minimised)."""
-    order = np.lexsort((df[y].to_numpy(), df[x].to_numpy()))
-    keep = np.zeros(len(df), bool)
-    best = np.inf
-    yv = df[y].to_numpy()
-    for i in order:
-        if yv[i] < best:
-            keep[i] = True
-            best = yv[i]
-    return pd.Series(keep, index=df.index)
-
-
 def _layout_for(spec, device, pmap, q: SizingQuestion):
     """The smallest tensor-parallel degree at which ``pmap`` fits at the largest batch (memory does
     not depend on the split)."""
     from sim.collectives import per_node
     from sim.latency import latency_table
-    from workloads.parallel import Layout, local_heads
+    from workloads.parallel import Layout, tp_degrees
 
-    most = q.max_tp or max(1, per_node(device.interconnect))
     last = None
-    for t in (1, 2, 4, 8, 16, 32, 64):
-        if t > most:
-            break
-        try:
-            local_heads(spec, t)
-        except InputError:
-            continue
+    for t in tp_degrees(spec, q.max_tp or max(1, per_node(device.interconnect))):
         last = Layout(t)
         df = latency_table(spec, [device], [pmap], [max(q.batches)], q.prompt, q.context, layout=last)
         if df.fits.all():
@@ -394,4 +375,4 @@ def _target(pmap) -> float:
 
 
 __all__ = ["SizingQuestion", "OBJECTIVES", "RULES", "base_design", "designs", "design_for", "split_grid", "ratio_map",
-           "qr_from_law", "pareto", "size"]
+           "qr_from_law", "size"]

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.sizing import (SizingQuestion, base_design, design_for, designs, pareto, qr_from_law, ratio_map, size,
-                        split_grid)
+from mpqsim.pareto import pareto
+from sim.sizing import SizingQuestion, base_design, design_for, designs, qr_from_law, ratio_map, size, split_grid
 from workloads import load_model
 
 KINDS = ("bf16", "fp8", "mxint4")

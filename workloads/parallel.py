@@ -76,6 +76,20 @@ def local_heads(spec, tp: int) -> tuple[int, int]:
     raise InputError(f"{spec.name} has {spec.kv_heads} KV heads: --tp {tp} must divide them or be a multiple of them")
 
 
+def tp_degrees(spec, most: int) -> list[int]:
+    """The tensor-parallel degrees (powers of two up to ``most`` devices) that split ``spec``'s heads."""
+    out = []
+    for t in (1, 2, 4, 8, 16, 32, 64):
+        if t > most:
+            break
+        try:
+            local_heads(spec, t)
+        except InputError:
+            continue
+        out.append(t)
+    return out
+
+
 def stage_of_layer(layer: int, layers: int, pp: int) -> int:
     """The pipeline stage (0-based) holding decoder layer ``layer`` of ``layers`` (contiguous, the
     first stages one layer longer when ``pp`` does not divide them)."""
