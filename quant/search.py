@@ -232,22 +232,19 @@ def random_search(space: SearchSpace, target: float, objective: Objective, budge
 
 
 def greedy_search(space: SearchSpace, target: float, objective: Objective, budget: int, sensitivity: pd.DataFrame,
-                  progress=None, gain: np.ndarray | None = None, name: str = "greedy", **_) -> Result:
-    """``gain``: what each unit buys when it goes low (default its parameters: the ratio-only search;
-    :mod:`quant.hwsearch` passes the time or energy the cost model says it saves)."""
+                  progress=None, **_) -> Result:
     if "loss" not in sensitivity:
         raise InputError("the greedy searcher needs the loss column of quant.evaluate.op_sensitivity")
     loss = dict(zip(sensitivity.op, sensitivity["loss"].fillna(0.0)))
     unit_loss = np.array([sum(loss.get(n, 0.0) for n in u) for u in space.units])
-    per = space.unit_params if gain is None else np.asarray(gain, float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cost = np.where((space.unit_params > 0) & (per > 0), unit_loss / np.maximum(per, 1e-30), np.inf)
+        cost = np.where(space.unit_params > 0, unit_loss / np.maximum(space.unit_params, 1), np.inf)
     best, mask, history, tried = None, None, [], set()
 
     def consider(m):
         nonlocal best, mask
         tried.add(SearchSpace.signature(m))
-        rec = objective(m, searcher=name, target=target, trial=len(history))
+        rec = objective(m, searcher="greedy", target=target, trial=len(history))
         if best is None or rec["delta"] < best["delta"]:
             best, mask = rec, m
         history.append(best["delta"])
@@ -261,7 +258,7 @@ def greedy_search(space: SearchSpace, target: float, objective: Objective, budge
         if move is None:
             break
         consider(move)
-    return Result(name, target, mask, best, len(history), history)
+    return Result("greedy", target, mask, best, len(history), history)
 
 
 def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, target: float, tol: float,
@@ -289,6 +286,10 @@ def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, tar
     return None
 
 
+#: hw-greedy: candidate moves priced exactly per step (in order of predicted loss reduction)
+MOVES_PRICED = 64
+
+
 def hw_greedy_search(space: SearchSpace, target: float, objective: Objective, budget: int, sensitivity: pd.DataFrame,
                      progress=None, gain: np.ndarray | None = None, price=None, **_) -> Result:
     """Hardware-aware: the least perplexity under a *cost budget* ``target`` on a device
@@ -308,6 +309,11 @@ def hw_greedy_search(space: SearchSpace, target: float, objective: Objective, bu
     with np.errstate(divide="ignore", invalid="ignore"):
         per = np.where(gain > 0, unit_loss / np.maximum(gain, 1e-30), np.inf)
     order = [int(i) for i in np.argsort(per, kind="stable") if np.isfinite(per[i])]
+    floor = np.zeros(len(space.units), bool)
+    floor[order] = True
+    if price(floor) > target:
+        raise InputError(f"cost budget {target:g} is below what this map space reaches on the device "
+                         f"({price(floor):.4g} with every unit that saves cost low)")
     mask = np.zeros(len(space.units), bool)
     pred = price(mask)
     for i in order:  # predicted (additive) fill, then exact
@@ -343,7 +349,7 @@ def hw_greedy_search(space: SearchSpace, target: float, objective: Objective, bu
                 moves.append((d[a, b2], (lows[a],), (highs[b2],)))
         moves.sort(key=lambda t: t[0])
         nxt = None
-        for _, up, down in moves:
+        for _, up, down in moves[:MOVES_PRICED]:  # each exact price is a latency call: the most promising only
             m = cur.copy()
             m[list(up)] = False
             m[list(down)] = True

@@ -261,6 +261,9 @@ def test_hardware_aware_search_meets_its_cost_budget_and_writes_the_front(tmp_pa
     assert "cost" in df2 and (tmp_path / "g" / "front.csv").is_file()
     with pytest.raises(InputError, match="needs a device"):
         run_search(fq, ev, "matmul", low, high, kv, budgets, "hw-greedy", 2, tmp_path / "x", {}, calibration=calib)
+    with pytest.raises(InputError, match="below what this map space reaches"):
+        run_search(fq, ev, "matmul", low, high, kv, [0.5 * c_low], "hw-greedy", 2, tmp_path / "y", {},
+                   calibration=calib, cost=cost)
 
 
 def test_bad_maps_and_ratios():
