@@ -399,13 +399,59 @@ def _apply_overrides(doc: dict, overrides: dict, where: str) -> dict:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def split_variant(name: str) -> tuple[str, dict]:
+    """``custom-mx[sram_mb=32,memory.stacks=6]`` -> (``custom-mx``, {``sram_mb``: 32, ...}): a generated
+    design with some of its design-file numbers changed (dotted keys reach into mappings)."""
+    import re
+
+    m = re.fullmatch(r"\s*(.+?)\[(.*)\]\s*", name)
+    if not m:
+        return name, {}
+    sets = {}
+    for item in filter(None, (x.strip() for x in m.group(2).split(","))):
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip():
+            raise InputError(f"device {name!r}: design changes are KEY=NUMBER, comma-separated, got {item!r}")
+        try:
+            num = float(v)
+        except ValueError:
+            raise InputError(f"device {name!r}: {k.strip()} must be a number, got {v!r}") from None
+        sets[k.strip()] = int(num) if num.is_integer() else num
+    return m.group(1), sets
+
+
+def _vary_design(doc: dict, sets: dict, where: str) -> dict:
+    import copy
+
+    from hwmodels.generator import DESIGN_KEYS, is_design
+
+    if not is_design(doc):
+        raise InputError(f"{where}: [KEY=NUMBER] changes apply to accelerator designs (files with 'accelerator:'), "
+                         "not to a device file; use --set for those")
+    doc = copy.deepcopy(doc)
+    for key, v in sets.items():
+        parts = key.split(".")
+        if parts[0] not in DESIGN_KEYS:
+            raise InputError(f"{where}: unknown design key {parts[0]!r}; valid: {', '.join(DESIGN_KEYS)}")
+        node = doc
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = v
+    doc["accelerator"] = f"{doc['accelerator']}[" + ",".join(f"{k}={v:g}" for k, v in sets.items()) + "]"
+    return doc
+
+
 def load_device(name_or_path: str, overrides: dict | None = None) -> DeviceSpec:
-    """A bundled device by name (``h100-sxm``) or a path to a device YAML file.
+    """A bundled device by name (``h100-sxm``) or a path to a device YAML file; a generated design
+    may carry changes to its design numbers, ``custom-mx[sram_mb=32,memory.stacks=6]``.
 
     Memoised on the file's *content* and the overrides: loading again is free, and an edited file
     is read afresh. The returned spec is immutable (frozen, read-only mappings).
     """
-    key = str(name_or_path).strip()
+    key, variant = split_variant(str(name_or_path).strip())
+    key = key.strip()
     if key.lower() in _bundled():
         where, text = f"device {key.lower()}", _bundled()[key.lower()].read_text()
     elif key.endswith((".yaml", ".yml")) or Path(key).is_file():
@@ -419,17 +465,21 @@ def load_device(name_or_path: str, overrides: dict | None = None) -> DeviceSpec:
     else:
         raise InputError(f"unknown device {key!r}; {choices_hint(_bundled())} (or a path to a YAML file)")
     over = tuple(sorted((overrides or {}).items()))
-    return _load(where, text, json.dumps(over))
+    return _load(where, text, json.dumps(over), json.dumps(variant, sort_keys=True))
 
 
-@lru_cache(maxsize=128)
-def _load(where: str, text: str, overrides_json: str) -> DeviceSpec:
+@lru_cache(maxsize=1024)
+def _load(where: str, text: str, overrides_json: str, variant_json: str = "{}") -> DeviceSpec:
     try:
         doc = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
         raise InputError(f"malformed YAML in {where}: {msg}") from None
     from hwmodels.generator import generate, is_design
+
+    variant = json.loads(variant_json)
+    if variant:
+        doc = _vary_design(doc, variant, where)
 
     if is_design(doc):  # an accelerator design: generate its device document
         doc = generate(doc, where)

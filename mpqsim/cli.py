@@ -54,7 +54,10 @@ def ints(text: str, what: str) -> list[int]:
 
 
 def names(text: str) -> list[str]:
-    return [x.strip() for x in str(text).split(",") if x.strip()]
+    """Comma-separated names; commas inside [...] (a design's changes, ``custom-mx[cores=96,sram_mb=32]``) stay."""
+    import re
+
+    return [x.strip() for x in re.split(r",(?![^\[]*\])", str(text)) if x.strip()]
 
 
 def overrides(items) -> dict:

@@ -273,17 +273,30 @@ def pareto_sizing(points: pd.DataFrame, front: pd.DataFrame | None) -> list[Figu
 
 
 def pareto_sweep(sw: pd.DataFrame) -> list[Figure]:
+    """Per model and batch: every design point's silicon (die area x devices where the sweep has
+    generated designs, else board power) against decode time per token, and the Pareto front."""
     out = []
     g = sw[sw.fits.astype(bool)] if "fits" in sw else sw
-    for model, h in g.groupby("model", sort=False):
-        fig, (ax,) = _fig(f"{model}: sweep design points (decode latency vs energy)")
-        colours = _styles(h.device.unique())
-        for dev, d in h.groupby("device", sort=False):
-            ax.scatter(d.decode_ms / d.batch, d.decode_j_per_token, s=10, color=colours[dev], label=dev, alpha=0.6)
-        ax.set(xscale="log", yscale="log", xlabel="decode ms per token (step / batch)", ylabel="decode J per token")
+    g = g.assign(ms_per_token=g.decode_ms / g.batch)
+    use_area = "area_mm2" in g and g.area_mm2.notna().any()
+    xcol, xlab = ("silicon_mm2", "die area x devices (mm2)") if use_area else ("board_w", "board power x devices (W)")
+    g = g.assign(**{xcol: (g.area_mm2 if use_area else g.tdp_w if "tdp_w" in g else np.nan) * g.get("devices", 1)})
+    g = g[np.isfinite(g[xcol].astype(float))]
+    for (model, batch), h in g.groupby(["model", "batch"], sort=False):
+        if batch not in (g.batch.min(), g.batch.max()):
+            continue
+        fig, (ax,) = _fig(f"{model}, batch {batch}: sweep design space ({xlab.split(' (')[0]} vs decode time)")
+        colours = _styles(h.precision.unique())
+        for prec, d in h.groupby("precision", sort=False):
+            ax.scatter(d[xcol], d.ms_per_token, s=12, color=colours[prec], label=prec, alpha=0.7)
+        f = h[pareto(h.astype({xcol: float}), xcol, "ms_per_token")].sort_values(xcol)
+        ax.plot(f[xcol], f.ms_per_token, color="k", lw=0.8, label="Pareto front")
+        ax.set(xlabel=xlab, ylabel="decode ms per token (step / batch)", yscale="log")
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=6)
-        out.append(Figure(f"sweep_{model}", f"{model}: sweep", fig, "Each point is one design point of the sweep."))
+        out.append(Figure(f"sweep_{model}_b{batch}", f"{model}, batch {batch}: sweep Pareto front", fig,
+                          "Each point is one design point of the sweep that fits; the black line joins those no "
+                          "other point beats in both silicon and time."))
     return out
 
 

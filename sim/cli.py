@@ -483,23 +483,31 @@ def cmd_size(args) -> int:
               file=sys.stderr)
         show(pd.DataFrame(law_rows), out=sys.stderr)
     kinds = tuple(names(args.units))
+    vary = []
+    for item in args.vary or []:
+        key, eq, vals = item.partition("=")
+        if not eq or not key.strip():
+            raise InputError(f"--vary takes KEY=V1,V2,... (a design-file key, e.g. sram_mb=32,64), got {item!r}")
+        vary.append((key.strip(), tuple(floats(vals, f"--vary {key.strip()}"))))
     q = SizingQuestion(models=tuple(models), qrs=qrs, kinds=kinds, low=args.low, high=args.high,
                        area_mm2=checks.number(args.area, "--area", lo=0, lo_open=True),
                        power_w=None if args.power is None else checks.number(args.power, "--power", lo=0, lo_open=True),
                        base=args.base, step=args.step, batches=tuple(ints(args.batch, "-b/--batch")),
                        prompt=args.prompt, context=args.context, output_tokens=args.output_tokens,
-                       objective=args.objective, rule=args.rule, attention=args.attention, max_tp=args.max_tp, extra=extra)
+                       objective=args.objective, rule=args.rule, attention=args.attention, max_tp=args.max_tp, vary=tuple(vary), extra=extra)
 
     def progress(i, n, name, lay):
         print(f"[{i}/{n}] {name} ({lay}) priced", file=sys.stderr)
 
     res = size(q, maps_by_model, progress=progress)
+    for sets, why in res["skipped"]:
+        print(f"note: design variant {', '.join(f'{k}={v:g}' for k, v in sets.items())} skipped: {why}", file=sys.stderr)
     col, _, what = OBJECTIVES[q.objective]
     best = res["best"]
     if best.empty:
         raise InputError("no split fits the model in memory at these batches; raise --max-tp or the base design's memory")
     shares = [f"share_{k}" for k in kinds]
-    view = best[["model", "qr", "batch", "layout", *shares, *[c for k in kinds for c in (f"{k}_lo", f"{k}_hi")],
+    view = best[["model", "qr", "batch", "layout", *[k for k, _ in vary], *shares, *[c for k in kinds for c in (f"{k}_lo", f"{k}_hi")],
                  "request_ms", "decode_ms", "prefill_ms", "request_j_per_token", "decode_j_per_token", "tok_s_per_mm2"]]
     print(f"optimal split of the tensor-array area ({', '.join(kinds)}) on {q.area_mm2:g} mm2 ({q.base}, "
           f"{best.power_budget_w.iloc[0]:g} W board budget); objective {q.objective}: {what}; prompt {q.prompt}, "
@@ -647,6 +655,9 @@ def register(sub) -> None:
                                                              "design's derived TDP)")
     s.add_argument("--base", default="custom-mx", help="base design (bundled design name or design YAML)")
     s.add_argument("--step", type=float, default=0.05, help="split grid step (default 0.05)")
+    s.add_argument("--vary", action="append", metavar="KEY=V1,V2", help="also search a design number (any key of "
+                                                                      "the design file, e.g. sram_mb=32,64 or "
+                                                                      "memory.stacks=4,6); repeatable")
     s.add_argument("-b", "--batch", default="1,64", help="batch sizes, comma-separated (default 1,64)")
     s.add_argument("--prompt", type=int, default=1024, help="prompt tokens (default 1024)")
     s.add_argument("--context", type=int, default=2048, help="decode context (default 2048)")

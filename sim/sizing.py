@@ -25,6 +25,10 @@ unit kinds (``bf16``, ``fp8``, ``mxint4``, ...) minimises the objective?
 * **Cost**: one vectorised :func:`sim.latency.latency_table` call per (model, layout) over every
   design and map (so thousands of design points take seconds).
 
+``vary`` searches design numbers too (SRAM, memory stacks, cores, clock: any key of the design
+file, dotted into mappings), every combination crossed with every split: the area they take comes
+out of the tensor arrays, so ``sram_mb`` against compute is a real trade.
+
 Outputs (plain DataFrames): :func:`size` returns ``points`` (every design x map x batch, with the
 split, area, peaks and the objective columns), ``best`` (the optimal split per model, Q_r and batch)
 and ``front`` (the Pareto-optimal splits in decode latency vs J/token per model, Q_r and batch).
@@ -86,6 +90,7 @@ class SizingQuestion:
     attention: str = "high"           # qk/av matmuls and the KV cache: high, or low (the low format)
     transfer_map: str | None = None   # with rule transfer: a searched map of a smaller model
     max_tp: int | None = None         # most devices per replica (None: the design's scale-up domain)
+    vary: tuple = ()                  # ((design key, (values...)), ...): also search these (SRAM, stacks, ...)
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -167,22 +172,41 @@ def designs(q: SizingQuestion):
         raise InputError(f"--area must be > 0 mm2, got {q.area_mm2}")
     if q.power_w is not None and not q.power_w > 0:
         raise InputError(f"--power must be > 0 W, got {q.power_w}")
-    base, where = base_design(q.base)
+    from hwmodels.spec import _vary_design
+
+    base0, where = base_design(q.base)
     power = q.power_w
     if power is None:  # the base design's board power, the same for every split
-        power = generate(base, where)["tdp_w"]["value"]
+        power = generate(base0, where)["tdp_w"]["value"]
     grid = split_grid(len(q.kinds), q.step)
-    rows, devs = [], []
-    for fr in grid:
-        doc = design_for(base, q.kinds, fr, q.area_mm2, power, where)
-        gen = generate(doc, where)
-        dev = parse_device(gen, where)
-        devs.append(dev)
-        rows.append(dict(design=dev.name, **{f"share_{k}": float(f) for k, f in zip(q.kinds, fr)},
-                         area_mm2=gen["area_mm2"]["total"], power_budget_w=float(power),
-                         tensor_area_mm2=gen["area_mm2"].get("tensor_arrays", 0.0),
-                         **{f"tflops_{k}": dev.units[k].peak_flops / 1e12 if k in dev.units else 0.0 for k in q.kinds}))
-    return pd.DataFrame(rows), devs
+    keys = [k for k, _ in q.vary]
+    rows, devs, skipped = [], [], []
+    for combo in itertools.product(*[v for _, v in q.vary]):
+        sets = dict(zip(keys, combo))
+        base = _vary_design(base0, sets, where) if sets else base0
+        try:
+            design_for(base, q.kinds, grid[0], q.area_mm2, power, where)
+        except InputError as e:
+            if not sets:
+                raise
+            skipped.append((sets, str(e)))
+            continue
+        for fr in grid:
+            doc = design_for(base, q.kinds, fr, q.area_mm2, power, where)
+            gen = generate(doc, where)
+            dev = parse_device(gen, where)
+            devs.append(dev)
+            rows.append(dict(design=dev.name, **sets, **{f"share_{k}": float(f) for k, f in zip(q.kinds, fr)},
+                             area_mm2=gen["area_mm2"]["total"], power_budget_w=float(power),
+                             tensor_area_mm2=gen["area_mm2"].get("tensor_arrays", 0.0),
+                             memory_gb=dev.memory_bytes / 1e9, bandwidth_tbs=dev.bandwidth / 1e12,
+                             **{f"tflops_{k}": dev.units[k].peak_flops / 1e12 if k in dev.units else 0.0
+                                for k in q.kinds}))
+    if not rows:
+        raise InputError(f"no design variant fits {q.area_mm2:g} mm2: " + "; ".join(f"{a}: {b}" for a, b in skipped[:3]))
+    df = pd.DataFrame(rows)
+    df.attrs["skipped"] = skipped
+    return df, devs
 
 
 # ------------------------------------------------------------------ maps for a target Q_r
@@ -333,15 +357,22 @@ def size(q: SizingQuestion, maps_by_model: dict | None = None, progress=None) ->
             qrs = q.extra.get("qrs_by_model", {}).get(mname, q.qrs)
             todo += [(spec, *ratio_map(spec, qr, q.low, q.high, q.rule, q.extra.get("transfer"), q.attention))
                      for qr in qrs]
+    by_memory: dict[float, list] = {}  # designs of one memory capacity share a layout (memory is split-independent)
+    for d in devs:
+        by_memory.setdefault(d.memory_bytes, []).append(d)
     for i, (spec, pmap, got) in enumerate(todo):
-        lay = _layout_for(spec, devs[0], pmap, q)
-        map_rows.append(dict(model=spec.name, map=pmap.name, target_qr=_target(pmap), qr=got, layout=str(lay)))
-        df = latency_table(spec, devs, [pmap], q.batches, q.prompt, q.context, layout=lay)
-        df = df.merge(splits, left_on="device", right_on="design", how="left")
-        df["qr"], df["target_qr"], df["params_b"] = got, _target(pmap), spec_params(spec) / 1e9
-        frames.append(_objectives(df, q))
+        lays = []
+        for group in by_memory.values():
+            lay = _layout_for(spec, group[0], pmap, q)
+            lays.append(str(lay))
+            df = latency_table(spec, group, [pmap], q.batches, q.prompt, q.context, layout=lay)
+            df = df.merge(splits, left_on="device", right_on="design", how="left")
+            df["qr"], df["target_qr"], df["params_b"] = got, _target(pmap), spec_params(spec) / 1e9
+            frames.append(_objectives(df, q))
+        map_rows.append(dict(model=spec.name, map=pmap.name, target_qr=_target(pmap), qr=got,
+                             layout="/".join(dict.fromkeys(lays))))
         if progress:
-            progress(i + 1, len(todo), pmap.name, str(lay))
+            progress(i + 1, len(todo), pmap.name, "/".join(dict.fromkeys(lays)))
     points = pd.concat(frames, ignore_index=True)
     col, sense, _ = OBJECTIVES[q.objective]
     keys = ["model", "precision", "batch"]
@@ -360,7 +391,7 @@ def size(q: SizingQuestion, maps_by_model: dict | None = None, progress=None) ->
         fronts.append(g.drop(columns="_v")[pareto(g, "request_ms", "request_j_per_token")])
     best = pd.DataFrame(best_rows)
     front = pd.concat(fronts, ignore_index=True) if fronts else ok.iloc[:0]
-    return dict(points=points, best=best, front=front, maps=pd.DataFrame(map_rows))
+    return dict(points=points, best=best, front=front, maps=pd.DataFrame(map_rows), skipped=splits.attrs["skipped"])
 
 
 def spec_params(spec) -> float:

@@ -8,6 +8,8 @@ A spec names lists to cross (every key is checked; an unknown one is an error)::
     batches: [1, 8, 64]
     prompts: [1024]                          # prefill lengths
     contexts: [2048]                         # decode contexts
+    designs:                                 # optional: generated accelerators, every combination
+      - {base: custom-mx, vary: {sram_mb: [32, 64], memory.stacks: [4, 6], "units.mxint4.macs_per_core": [4096, 8192]}}
     layouts: [{tp: 1}, {tp: 8}, {tp: 4, pp: 2}]   # optional (default one device)
     engine: fused                            # optional
     power_caps: [null, 500]                  # optional what-if caps (W; null = the TDP)
@@ -42,7 +44,8 @@ import yaml
 
 from mpqsim import InputError
 
-SPEC_KEYS = ("models", "devices", "precisions", "batches", "prompts", "contexts", "layouts", "engine", "power_caps")
+SPEC_KEYS = ("models", "devices", "designs", "precisions", "batches", "prompts", "contexts", "layouts", "engine",
+             "power_caps")
 BACKENDS = ("inprocess", "process", "ray")
 
 
@@ -107,7 +110,8 @@ def load_spec(path) -> SweepSpec:
     if bad:
         raise InputError(f"{where}: unknown key(s) {', '.join(bad)}; valid: {', '.join(SPEC_KEYS)}")
     models = _list(doc, "models", where)
-    devices = _list(doc, "devices", where)
+    devices = _list(doc, "devices", where) if "devices" in doc or "designs" not in doc else ()
+    devices = tuple(devices) + _designs(doc.get("designs"), where)
     precisions = _list(doc, "precisions", where)
     for m in models:
         load_model(m)
@@ -132,6 +136,28 @@ def load_spec(path) -> SweepSpec:
                      _list(doc, "prompts", where, int, [1024]), _list(doc, "contexts", where, int, [1024]),
                      tuple(layouts), check_engine(doc.get("engine", "fused")),
                      tuple(float(c) if c is not None else None for c in caps), where)
+
+
+def _designs(entries, where: str) -> tuple:
+    """``designs: [{base: NAME, vary: {KEY: [numbers]}}]`` -> device names ``NAME[KEY=v,...]``, every combination."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"{where}: designs must be a non-empty list of {{base: DESIGN, vary: {{KEY: [numbers]}}}}")
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or set(e) - {"base", "vary"} or "base" not in e:
+            raise InputError(f"{where}: each designs entry is {{base: DESIGN, vary: {{KEY: [numbers]}}}}, got {e!r}")
+        vary = e.get("vary") or {}
+        if not isinstance(vary, dict) or not all(isinstance(v, list) and v for v in vary.values()):
+            raise InputError(f"{where}: designs.vary maps design keys to non-empty lists of numbers, got {vary!r}")
+        for combo in itertools.product(*vary.values()):
+            for v in combo:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise InputError(f"{where}: designs.vary values must be numbers, got {v!r}")
+            sets = ",".join(f"{k}={v:g}" for k, v in zip(vary, combo))
+            out.append(f"{e['base']}[{sets}]" if sets else str(e["base"]))
+    return tuple(out)
 
 
 def _pmap(p: str):
@@ -175,6 +201,9 @@ def run_chunk(spec: SweepSpec, index: int) -> pd.DataFrame:
     except InputError:  # one of them cannot: each (precision, device) alone, so the rest still price
         df = pd.concat([table([d], [p]) for p in spec.precisions for d in spec.devices], ignore_index=True)
     df = df.assign(**base)
+    specs = {d: load_device(d, over) for d in spec.devices}  # die area (generated designs) and board power
+    df["area_mm2"] = df.device_arg.map({d: float(x.area.get("total", float("nan"))) for d, x in specs.items()})
+    df["tdp_w"] = df.device_arg.map({d: float(x.tdp_w) for d, x in specs.items()})
     first = list(base) + ["device_arg", "precision_arg", "error"]
     return df[first + [c for c in df.columns if c not in first]]
 

@@ -147,3 +147,35 @@ def test_cli_size_from_the_published_law():
                         "--budget", "0.1", "--step", "0.25", "-b", "1"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "0.887" in r.stderr  # 1 - (ln 8.03 - 3.35) / -11.27
+
+
+def test_design_variants_by_name():
+    from hwmodels import load_device
+
+    base, more = load_device("custom-mx"), load_device("custom-mx[memory.stacks=6,sram_mb=32]")
+    assert more.memory_bytes == pytest.approx(base.memory_bytes * 6 / 4)
+    assert more.l2_bytes < base.l2_bytes and more.area["sram"] < base.area["sram"]
+    assert more.name == "custom-mx[memory.stacks=6,sram_mb=32]"
+    from mpqsim import InputError
+
+    with pytest.raises(InputError, match="unknown design key"):
+        load_device("custom-mx[bogus=1]")
+    with pytest.raises(InputError, match="apply to accelerator designs"):
+        load_device("h100-sxm[cores=96]")
+
+
+def test_sizing_searches_design_numbers_too():
+    q = SizingQuestion(models=("llama-3.1-8b",), qrs=(0.9,), step=0.25, batches=(1,),
+                       vary=(("sram_mb", (16.0, 64.0, 400.0)), ("memory.stacks", (4.0, 6.0))))
+    res = size(q)
+    pts = res["points"]
+    assert set(pts.sram_mb) == {16.0, 64.0} and set(pts["memory.stacks"]) == {4.0, 6.0}  # 400 MB does not fit
+    assert [s for s, _ in res["skipped"]] == [{"sram_mb": 400.0, "memory.stacks": 4.0},
+                                              {"sram_mb": 400.0, "memory.stacks": 6.0}]
+    assert np.allclose(pts.area_mm2, 800, rtol=5e-3)
+    # on one die budget, SRAM takes tensor area: less bf16 peak at the same split
+    a = pts[(pts.share_bf16 == 1) & (pts["memory.stacks"] == 4)].set_index("sram_mb").tflops_bf16
+    assert a[16.0] > a[64.0]
+    # more stacks: more bandwidth, a faster memory-bound decode at batch 1
+    b = res["best"].iloc[0]
+    assert b["memory.stacks"] == 6.0

@@ -74,6 +74,19 @@ def test_ray_backend_gives_the_same_table(tmp_path):
         run_sweep(spec, tmp_path / "c", address="auto")
 
 
+def test_generated_design_variants_in_a_sweep(tmp_path):
+    spec = _spec(tmp_path, """models: [llama-2-7b]
+designs: [{base: custom-mx, vary: {sram_mb: [32, 64], memory.stacks: [4, 6]}}]
+precisions: [bf16]
+batches: [1]
+""")
+    assert len(spec.devices) == 4 and spec.devices[0] == "custom-mx[sram_mb=32,memory.stacks=4]"
+    df = run_sweep(spec, tmp_path / "d")
+    assert len(df) == 4 and df.area_mm2.notna().all() and df.capacity_gb.nunique() == 2
+    with pytest.raises(InputError, match="designs.vary"):
+        _spec(tmp_path, "models: [llama-2-7b]\ndesigns: [{base: custom-mx, vary: {sram_mb: 32}}]\nprecisions: [bf16]\nbatches: [1]\n")
+
+
 def test_a_different_spec_in_the_same_folder_is_refused(tmp_path):
     run_sweep(_spec(tmp_path), tmp_path / "a")
     other = _spec(tmp_path, SPEC.replace("[1, 8, 64]", "[1, 2]"))
