@@ -312,9 +312,9 @@ CASES = [
     (["size", "-m", "llama-3.1-8b", "--vary", "sram_mb"], 2, "--vary takes KEY=V1,V2"),
     (["size", "-m", "llama-3.1-8b", "--vary", "bogus=1,2"], 2, "unknown design key"),
     (["size", "-m", "llama-3.1-8b", "--vary", "sram_mb=9000"], 2, "no design variant fits"),
-    (L[:4] + ["-d", "custom-mx[cores=x]"], 2, "must be a number"),
-    (L[:4] + ["-d", "custom-mx[cores]"], 2, "KEY=NUMBER"),
-    (L[:4] + ["-d", "h100-sxm[cores=96]"], 2, "apply to accelerator designs"),
+    (L[:4] + ["custom-mx[cores=x]"], 2, "must be a number"),
+    (L[:4] + ["custom-mx[cores]"], 2, "KEY=NUMBER"),
+    (L[:4] + ["h100-sxm[cores=96]"], 2, "apply to accelerator designs"),
 ]
 
 
