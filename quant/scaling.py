@@ -48,8 +48,10 @@ class Fit:
     samples: np.ndarray | None = field(default=None, repr=False, compare=False)  # bootstrap draws (n_boot, params)
 
     def to_json(self) -> dict:
+        """The fit as JSON, its bootstrap draws included (so a prediction read back from the file
+        keeps the joint interval of k and c, not just each one's)."""
         d = asdict(self)
-        d.pop("samples")
+        d["samples"] = None if self.samples is None else np.round(self.samples, 6).tolist()
         return d
 
 

@@ -271,9 +271,9 @@ def parse_kv(high: str):
 
 def qr_from_law(fits_path: str | None, budget: float, size_b: float) -> tuple[float, float, float]:
     """(Q_r, low, high) Law 1 predicts for ``size_b`` billion parameters at a delta-perplexity
-    ``budget``: from a ``quant fit`` fits.json (the interval from the corners of its parameters'
-    bootstrap intervals: wider than the joint draws, which the file does not keep), or with no file
-    from seed 000's published fits (no interval)."""
+    ``budget``: from a ``quant fit`` fits.json (the interval from its joint bootstrap draws; a file
+    without them: from the corners of the parameters' intervals, wider), or with no file from seed
+    000's published fits (no interval)."""
     import json
 
     from quant.scaling import PUBLISHED_LAW1
@@ -297,6 +297,12 @@ def qr_from_law(fits_path: str | None, budget: float, size_b: float) -> tuple[fl
             raise InputError(f"{p}: no Law 1 fit at budget {budget}; it has {', '.join(map(str, have)) or 'none'}")
         f = fits[0]
         k, c = f["params"]["k"], f["params"]["c"]
+        if f.get("samples"):  # the joint bootstrap draws: the interval at the fit's level
+            draws = np.asarray(f["samples"], float)
+            qd = np.clip(1 - (math.log(size_b) - draws[:, 1]) / draws[:, 0], 0, 1)
+            level = float(f.get("level", 0.9))
+            lo, hi = np.quantile(qd, [(1 - level) / 2, 1 - (1 - level) / 2])
+            return float(np.clip(1 - (math.log(size_b) - c) / k, 0, 1)), float(lo), float(hi)
         iv = f.get("intervals", {})
         corners = [(k, c)] + [(a, b) for a in iv.get("k", []) for b in iv.get("c", []) if np.isfinite(a) and np.isfinite(b)]
 

@@ -179,3 +179,21 @@ def test_sizing_searches_design_numbers_too():
     # more stacks: more bandwidth, a faster memory-bound decode at batch 1
     b = res["best"].iloc[0]
     assert b["memory.stacks"] == 6.0
+
+
+def test_law_prediction_uses_the_joint_bootstrap_draws(tmp_path):
+    from quant.scaling import fit_law1
+
+    rng = np.random.default_rng(0)
+    sizes = np.array([0.5, 1.8, 7.0, 14.0, 72.0])
+    qr = 1 - (np.log(sizes) - 3.35) / -11.27 + rng.normal(0, 0.01, len(sizes))
+    fit = fit_law1(sizes, np.clip(qr, 0, 1), 0.1, n_boot=400)
+    doc = {"law1": [fit.to_json()]}
+    assert len(doc["law1"][0]["samples"]) == 400
+    (tmp_path / "fits.json").write_text(json.dumps(doc))
+    mid, lo, hi = qr_from_law(str(tmp_path / "fits.json"), 0.1, 8.0)
+    from quant.scaling import predict_max_qr
+
+    q, plo, phi = predict_max_qr(fit, 8.0)
+    assert mid == pytest.approx(float(q[0])) and lo == pytest.approx(float(plo[0]), abs=1e-4)
+    assert hi == pytest.approx(float(phi[0]), abs=1e-4)
