@@ -7,7 +7,8 @@ context 2048, batch 1 / 16 / 64) on H100, A100, RTX A6000, B200 and the generate
 devices of one node that hold it; explains every op of Llama-2-7B at batch 16 on each device (rooflines); runs a
 short serving study (Llama-2-7B on an H100, bf16 / fp8 / w4a16, six request rates); asks one sizing
 question (which share of an 800 mm2 custom-mx die should be MXINT4 for Llama-3.1 8B / 70B / 405B at
-Q_r 0.5 / 0.9 / 0.99); adds seed 000's published Law 1 for those sizes; and writes the report,
+Q_r 0.5 / 0.9 / 0.99); adds the bundled Law 1 measurements (``quant/data/law1``: three small
+models' searches and their fit) and seed 000's published Law 1 for those sizes; and writes the report,
 ``report.html`` and ``report.md``, with every table as CSV, into the output folder.
 """
 
@@ -129,7 +130,7 @@ def sizing_part():
 def run_demo(out: Path, log=print) -> Path:
     """Run every part, write their tables into ``out`` and build the report there; returns its path."""
     from reports import build_report
-    from reports.inputs import Inputs
+    from reports.inputs import Inputs, read_inputs
 
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -149,11 +150,15 @@ def run_demo(out: Path, log=print) -> Path:
     law.to_csv(data / "law1_published.csv", index=False)
     log(f"sized the tensor area of a {q.area_mm2:g} mm2 {q.base} die for {', '.join(q.models)} at Q_r "
         f"{', '.join(map(str, q.qrs))} ({len(res['points']):,} design points)")
+    measured = read_inputs(sorted(str(p) for p in (resources.files("quant") / "data" / "law1").iterdir()
+                                  if p.name.endswith((".csv", ".json"))))
+    log(f"read the bundled Law 1 measurements ({', '.join(sorted(measured.get('search').model.unique()))})")
     inp = Inputs(tables={"latency": [(lat, str(data / "latency.csv"))], "per_op": [(per, str(data / "per_op.csv"))],
                          "serving": [(srv, str(data / "serving.csv"))],
                          "sizing_best": [(res["best"], str(data / "sizing_best.csv"))],
                          "sizing": [(res["points"], str(data / "sizing_points.parquet"))],
-                         "law_points": [(law, str(data / "law1_published.csv"))]}, fits=[])
+                         "law_points": measured.tables["law_points"] + [(law, str(data / "law1_published.csv"))],
+                         "search": measured.tables["search"]}, fits=measured.fits)
     intro = (f"Built-in defaults, no measurements taken: {len(DEMO_MODELS)} bundled models on "
              f"{', '.join(DEMO_DEVICES)} at {', '.join(DEMO_PRECISIONS)} and a searched MXINT4 map (SmolLM2's, "
              f"transferred at Q_r 0.9); prompt {DEMO_PROMPT}, decode at context {DEMO_CONTEXT}; each setup on "

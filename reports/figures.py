@@ -347,23 +347,35 @@ def scaling(search: pd.DataFrame | None, fits: list, points: pd.DataFrame | None
         for f in fits:
             b, k, c = f["meta"]["budget"], f["params"]["k"], f["params"]["c"]
             ax.plot(size, np.clip(1 - (np.log(size) - c) / k, 0, 1), color=colours[b], label=f"fit, budget {b:g}")
-            iv = f.get("intervals", {})
-            corners = [(a, d) for a in iv.get("k", []) for d in iv.get("c", []) if np.isfinite(a) and np.isfinite(d)]
-            if corners:
-                ys = np.array([np.clip(1 - (np.log(size) - d) / a, 0, 1) for a, d in corners])
-                ax.fill_between(size, ys.min(0), ys.max(0), color=colours[b], alpha=0.15)
+            if f.get("samples"):  # the joint bootstrap draws: the band at the fit's level
+                dr = np.asarray(f["samples"], float)
+                ys = np.clip(1 - (np.log(size)[None, :] - dr[:, 1:2]) / dr[:, 0:1], 0, 1)
+                lv = float(f.get("level", 0.9))
+                ax.fill_between(size, *np.quantile(ys, [(1 - lv) / 2, 1 - (1 - lv) / 2], axis=0), color=colours[b],
+                                alpha=0.15)
+            else:
+                iv = f.get("intervals", {})
+                corners = [(a, d) for a in iv.get("k", []) for d in iv.get("c", []) if np.isfinite(a) and np.isfinite(d)]
+                if corners:
+                    ys = np.array([np.clip(1 - (np.log(size) - d) / a, 0, 1) for a, d in corners])
+                    ax.fill_between(size, ys.min(0), ys.max(0), color=colours[b], alpha=0.15)
         for b, (k, c) in PUBLISHED_LAW1.items():
             ax.plot(size, np.clip(1 - (np.log(size) - c) / k, 0, 1), color=colours[b], ls=":",
                     label=f"seed 000 published, budget {b:g}")
         if points is not None:
-            for b, g in points.groupby("budget"):
+            pred = points["source"].astype(str).str.contains("prediction") if "source" in points else \
+                pd.Series(False, index=points.index)
+            for b, g in points[~pred].groupby("budget"):
                 ax.scatter(g.size_b, g.qr_max, color=colours.get(b, "k"), zorder=3)
+            for b, g in points[pred].groupby("budget"):
+                ax.scatter(g.size_b, g.qr_max, facecolors="none", edgecolors=colours.get(b, "k"), zorder=3)
         ax.set(xscale="log", xlabel="model size (billions of parameters)", ylabel="maximum Q_r", ylim=(0, 1.05))
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=6)
         out.append(Figure("law1", "Law 1: model size vs maximum Q_r", fig,
-                          "Points: measured maximum Q_r per model and budget; solid: fits with their bootstrap "
-                          "intervals (shaded, from the parameter intervals' corners); dotted: seed 000's fits."))
+                          "Filled points: measured maximum Q_r per model and budget; hollow: predictions (not "
+                          "measurements); solid lines: fits with their 90 % bootstrap bands (shaded); dotted: seed "
+                          "000's published fits."))
     return out
 
 
