@@ -420,7 +420,7 @@ def split_variant(name: str) -> tuple[str, dict]:
     return m.group(1), sets
 
 
-def _vary_design(doc: dict, sets: dict, where: str) -> dict:
+def vary_design(doc: dict, sets: dict, where: str) -> dict:
     import copy
 
     from hwmodels.generator import DESIGN_KEYS, is_design
@@ -479,7 +479,7 @@ def _load(where: str, text: str, overrides_json: str, variant_json: str = "{}") 
 
     variant = json.loads(variant_json)
     if variant:
-        doc = _vary_design(doc, variant, where)
+        doc = vary_design(doc, variant, where)
 
     if is_design(doc):  # an accelerator design: generate its device document
         doc = generate(doc, where)

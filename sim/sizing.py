@@ -172,7 +172,7 @@ def designs(q: SizingQuestion):
         raise InputError(f"--area must be > 0 mm2, got {q.area_mm2}")
     if q.power_w is not None and not q.power_w > 0:
         raise InputError(f"--power must be > 0 W, got {q.power_w}")
-    from hwmodels.spec import _vary_design
+    from hwmodels.spec import vary_design
 
     base0, where = base_design(q.base)
     power = q.power_w
@@ -183,7 +183,7 @@ def designs(q: SizingQuestion):
     rows, devs, skipped = [], [], []
     for combo in itertools.product(*[v for _, v in q.vary]):
         sets = dict(zip(keys, combo))
-        base = _vary_design(base0, sets, where) if sets else base0
+        base = vary_design(base0, sets, where) if sets else base0
         try:
             design_for(base, q.kinds, grid[0], q.area_mm2, power, where)
         except InputError as e:
