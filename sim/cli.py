@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -499,6 +500,10 @@ def cmd_size(args) -> int:
     def progress(i, n, name, lay):
         print(f"[{i}/{n}] {name} ({lay}) priced", file=sys.stderr)
 
+    if args.objective == "goodput":
+        q = replace(q, slo_ttft_s=checks.number(args.slo_ttft, "--slo-ttft", lo=0, lo_open=True),
+                    slo_tpot_s=checks.number(args.slo_tpot, "--slo-tpot", lo=0, lo_open=True),
+                    serve_requests=checks.integer(args.requests, "--requests", lo=10, hi=100_000))
     res = size(q, maps_by_model, progress=progress)
     for sets, why in res["skipped"]:
         print(f"note: design variant {', '.join(f'{k}={v:g}' for k, v in sets.items())} skipped: {why}", file=sys.stderr)
@@ -507,6 +512,19 @@ def cmd_size(args) -> int:
     if best.empty:
         raise InputError("no split fits the model in memory at these batches; raise --max-tp or the base design's memory")
     shares = [f"share_{k}" for k in kinds]
+    if q.objective == "goodput":
+        print(f"highest request rate with 90 % of requests within TTFT {q.slo_ttft_s:g} s and TPOT {q.slo_tpot_s:g} s "
+              f"({q.serve_requests} requests, prompt {q.prompt}, {q.output_tokens} output tokens), best of the "
+              f"latency/energy front's and a quarter-step grid's designs, on {q.area_mm2:g} mm2 ({q.base}):")
+        show(best[["model", "qr", "layout", *[k for k, _ in vary], *shares, "goodput_qps", "goodput_capped",
+                   "goodput_qps_per_mm2", "simulations"]])
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            res["points"].to_parquet(out / "points.parquet", index=False)
+            for k in ("best", "front", "maps"):
+                res[k].to_csv(out / f"{k}.csv", index=False)
+        return 0
     view = best[["model", "qr", "batch", "layout", *[k for k, _ in vary], *shares, *[c for k in kinds for c in (f"{k}_lo", f"{k}_hi")],
                  "request_ms", "decode_ms", "prefill_ms", "request_j_per_token", "decode_j_per_token", "tok_s_per_mm2"]]
     print(f"optimal split of the tensor-array area ({', '.join(kinds)}) on {q.area_mm2:g} mm2 ({q.base}, "
@@ -663,8 +681,11 @@ def register(sub) -> None:
     s.add_argument("--context", type=int, default=2048, help="decode context (default 2048)")
     s.add_argument("--output-tokens", type=int, default=256, help="output tokens per request (default 256)")
     s.add_argument("--objective", default="latency", help="latency (request), decode, ttft, energy (J/token), "
-                                                          "tok_s_per_mm2")
+                                                          "tok_s_per_mm2, goodput (serving under --slo-*)")
     s.add_argument("--max-tp", type=int, default=None, help="most devices per replica (default: the design's domain)")
+    s.add_argument("--slo-ttft", type=float, default=2.0, help="goodput objective: TTFT SLO, s (default 2)")
+    s.add_argument("--slo-tpot", type=float, default=0.1, help="goodput objective: TPOT SLO, s (default 0.1)")
+    s.add_argument("--requests", type=int, default=300, help="goodput objective: requests per simulated rate")
     s.add_argument("-o", "--out", default=None, help="folder for points.parquet, best.csv, front.csv, maps.csv")
     s.set_defaults(func=cmd_size)
 

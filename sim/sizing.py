@@ -61,6 +61,8 @@ OBJECTIVES = {
     "ttft": ("prefill_ms", "min", "prefill time of the prompt (ms)"),
     "energy": ("request_j_per_token", "min", "J per output token, the prefill's share included"),
     "tok_s_per_mm2": ("tok_s_per_mm2", "max", "output tokens/s per mm2 of silicon (all devices of the layout)"),
+    "goodput": ("goodput_qps", "max", "highest request rate served with 90 % of requests within the SLO (serving "
+                                      "simulations of the latency/energy front's and a quarter-step grid's designs)"),
 }
 #: splits within this relative distance of the best objective value are reported as the flat region
 NEAR_BEST = 0.01
@@ -91,6 +93,9 @@ class SizingQuestion:
     transfer_map: str | None = None   # with rule transfer: a searched map of a smaller model
     max_tp: int | None = None         # most devices per replica (None: the design's scale-up domain)
     vary: tuple = ()                  # ((design key, (values...)), ...): also search these (SRAM, stacks, ...)
+    slo_ttft_s: float = 2.0           # goodput objective: the SLO requests are judged by
+    slo_tpot_s: float = 0.1
+    serve_requests: int = 300         # goodput objective: requests per simulated rate
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -380,7 +385,7 @@ def size(q: SizingQuestion, maps_by_model: dict | None = None, progress=None) ->
         if progress:
             progress(i + 1, len(todo), pmap.name, "/".join(dict.fromkeys(lays)))
     points = pd.concat(frames, ignore_index=True)
-    col, sense, _ = OBJECTIVES[q.objective]
+    col, sense, _ = OBJECTIVES[q.objective if q.objective != "goodput" else "latency"]  # goodput: below, on the front
     keys = ["model", "precision", "batch"]
     ok = points[points.fits]
     best_rows, fronts = [], []
@@ -397,7 +402,53 @@ def size(q: SizingQuestion, maps_by_model: dict | None = None, progress=None) ->
         fronts.append(g.drop(columns="_v")[pareto(g, "request_ms", "request_j_per_token")])
     best = pd.DataFrame(best_rows)
     front = pd.concat(fronts, ignore_index=True) if fronts else ok.iloc[:0]
-    return dict(points=points, best=best, front=front, maps=pd.DataFrame(map_rows), skipped=splits.attrs["skipped"])
+    out = dict(points=points, best=best, front=front, maps=pd.DataFrame(map_rows), skipped=splits.attrs["skipped"])
+    if q.objective == "goodput":
+        out["best"] = goodput(q, todo, devs, front, points, progress)
+    return out
+
+
+def goodput(q: SizingQuestion, todo, devs, front: pd.DataFrame, points: pd.DataFrame, progress=None) -> pd.DataFrame:
+    """The goodput objective: for each (model, map), every design on the latency/energy front (any
+    batch) is served a Poisson stream of ``serve_requests`` requests (prompt ``q.prompt``, output
+    ``q.output_tokens``) and :func:`sim.serving.max_qps` finds the highest rate it sustains with 90 %
+    of requests within the SLO, as is every split on a quarter-step grid (shares 0, 0.25, ...); the
+    best design per (model, map), one row each, with its rate and rate per mm2. Other splits are
+    not simulated (a serving simulation per split would take minutes per map)."""
+    from sim.serving import SLO, ServingConfig, max_qps
+    from sim.workload_gen import Lengths, synthetic
+    from workloads.parallel import Layout
+
+    slo = SLO(ttft_s=q.slo_ttft_s, tpot_s=q.slo_tpot_s)
+    by_name = {d.name: d for d in devs}
+    rows = []
+    for spec, pmap, got in todo:
+        cands = front[(front.model == spec.name) & (front.precision == pmap.name)]
+        mine = points[(points.model == spec.name) & (points.precision == pmap.name) & points.fits]
+        shares = mine[[c for c in mine.columns if c.startswith("share_")]].to_numpy()
+        coarse = mine[np.isclose((shares * 4) % 1, 0, atol=1e-9).all(1) | np.isclose((shares * 4) % 1, 1, atol=1e-9).all(1)]
+        for name in dict.fromkeys(list(cands.design) + list(coarse.design)):
+            r = points[(points.design == name) & (points.precision == pmap.name)].iloc[0]
+            lay = Layout(int(r.devices)) if int(r.devices) > 1 else Layout()
+
+            def make(qps, spec=spec):
+                return synthetic(q.serve_requests, qps, Lengths(q.prompt, what="prompt"),
+                                 Lengths(q.output_tokens, what="output"), seed=0, max_len=spec.max_positions)
+
+            res = max_qps(spec, by_name[name], pmap, make, ServingConfig(layout=lay), slo, attainment=0.9, lo=0.25,
+                          hi=8.0, tol=0.1)
+            row = r.drop(labels=["batch"]).to_dict()
+            row.update(goodput_qps=res.qps, goodput_capped=res.capped,
+                       goodput_qps_per_mm2=res.qps / (r.area_mm2 * r.devices), slo_ttft_s=slo.ttft_s,
+                       slo_tpot_s=slo.tpot_s, simulations=len(res.probes))
+            rows.append(row)
+        if progress:
+            progress(len(rows), len(rows), f"{pmap.name}: goodput of the front's and the quarter-step designs", "")
+    g = pd.DataFrame(rows)
+    if g.empty:
+        return g
+    best = g.sort_values(["goodput_qps", "request_j_per_token"], ascending=[False, True], kind="stable")
+    return best.groupby(["model", "precision"], sort=False).head(1).reset_index(drop=True)
 
 
 def spec_params(spec) -> float:

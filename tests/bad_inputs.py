@@ -310,6 +310,8 @@ CASES = [
     (["size", "-m", "llama-3.1-8b", "--output-tokens", "0"], 2, "--output-tokens"),
     (["quant", "eval", "--model", "smollm2", "--preset", "w4a16", "--proxy", "1.5"], 2, "--proxy"),
     (["size", "-m", "llama-3.1-8b", "--vary", "sram_mb"], 2, "--vary takes KEY=V1,V2"),
+    (["size", "-m", "llama-3.1-8b", "--objective", "goodput", "--requests", "5"], 2, "--requests"),
+    (["size", "-m", "llama-3.1-8b", "--objective", "goodput", "--slo-ttft", "0"], 2, "--slo-ttft"),
     (["size", "-m", "llama-3.1-8b", "--vary", "bogus=1,2"], 2, "unknown design key"),
     (["size", "-m", "llama-3.1-8b", "--vary", "sram_mb=9000"], 2, "no design variant fits"),
     (L[:4] + ["custom-mx[cores=x]"], 2, "must be a number"),

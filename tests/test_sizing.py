@@ -197,3 +197,12 @@ def test_law_prediction_uses_the_joint_bootstrap_draws(tmp_path):
     q, plo, phi = predict_max_qr(fit, 8.0)
     assert mid == pytest.approx(float(q[0])) and lo == pytest.approx(float(plo[0]), abs=1e-4)
     assert hi == pytest.approx(float(phi[0]), abs=1e-4)
+
+
+def test_goodput_objective_serves_the_candidate_designs():
+    q = SizingQuestion(models=("llama-3.1-8b",), qrs=(0.9,), kinds=("bf16", "mxint4"), step=0.25, batches=(1, 16),
+                       objective="goodput", serve_requests=60, slo_ttft_s=1.0, slo_tpot_s=0.05)
+    res = size(q)
+    b = res["best"]
+    assert len(b) == 1 and b.goodput_qps.iloc[0] > 0 and b.simulations.iloc[0] >= 2
+    assert {"share_bf16", "share_mxint4", "goodput_qps_per_mm2"} <= set(b.columns)
