@@ -123,12 +123,19 @@ def collect_hessians(model, modules: dict, windows: torch.Tensor, batch_size: in
     return {n: hs[n] / counts[n] for n in hs}
 
 
-def gptq_fakequant(fq, pmap, windows: torch.Tensor, damps=DEFAULT_DAMPS, progress=None) -> list[dict]:
+#: Hessians held at once (float64, in_features^2 each): layers are taken in groups under this many
+#: bytes, one calibration pass per group (a 1.5B model's 28 down projections alone need 18 GB)
+HESSIAN_BUDGET_BYTES = 2e9
+
+
+def gptq_fakequant(fq, pmap, windows: torch.Tensor, damps=DEFAULT_DAMPS, progress=None,
+                   hessian_budget: float = HESSIAN_BUDGET_BYTES) -> list[dict]:
     """GPTQ weights for every linear op of ``fq`` whose weight format under ``pmap`` is low, installed
     so that ``fq.apply(pmap)`` uses them instead of round-to-nearest. Returns one record per layer
-    (damping chosen, output error of GPTQ and of RTN)."""
+    (damping chosen, output error of GPTQ and of RTN). Layers go in groups whose Hessians fit
+    ``hessian_budget`` bytes (the same result as all at once: the inputs come from the unquantized
+    model either way)."""
     from quant.fakequant import _active
-    from quant.quantize import quantize
 
     fq.reset()
     todo = {}
@@ -142,6 +149,25 @@ def gptq_fakequant(fq, pmap, windows: torch.Tensor, damps=DEFAULT_DAMPS, progres
     if len(windows) < 2 and len(damps) > 1:
         raise InputError("GPTQ's damping search needs at least 2 calibration windows (half judge the other half)")
     half = len(windows) // 2 if len(damps) > 1 else len(windows)
+    groups, cur, size = [], [], 0.0
+    for name in todo:
+        b = 8.0 * fq._orig[name].shape[1] ** 2 * (2 if half < len(windows) else 1)
+        if cur and size + b > hessian_budget:
+            groups.append(cur)
+            cur, size = [], 0.0
+        cur.append(name)
+        size += b
+    if cur:
+        groups.append(cur)
+    out = []
+    for group in groups:
+        out += _gptq_group(fq, {n: todo[n] for n in group}, windows, half, damps, progress, len(out), len(todo))
+    return out
+
+
+def _gptq_group(fq, todo: dict, windows, half: int, damps, progress, done: int, total: int) -> list[dict]:
+    from quant.quantize import quantize
+
     mods = {n: fq.linear[n] for n in todo}
     hs = collect_hessians(fq.model, mods, windows[:half])
     hv = collect_hessians(fq.model, mods, windows[half:]) if half < len(windows) else hs
@@ -158,8 +184,11 @@ def gptq_fakequant(fq, pmap, windows: torch.Tensor, damps=DEFAULT_DAMPS, progres
         rtn = quantize(w, f, axis=-1)
         out.append(dict(op=name, format=f.name, damp=best[0], gptq_error=best[1], rtn_error=output_error(w, rtn, h_val)))
         fq._wcache[(name, f.name)] = torch.nn.Parameter(best[2].to(fq._orig[name].dtype), requires_grad=False)
+        del hs[name]
+        if hv is not hs:
+            del hv[name]
         if progress:
-            progress(i + 1, len(todo))
+            progress(done + i + 1, total)
     return out
 
 

@@ -540,3 +540,20 @@ def test_proxy_quantization_keeps_the_outlier_columns_in_16_bits():
     # GQA: o_proj columns map onto the v_proj rows of their key-value head
     assert "model.layers.0.self_attn.o_proj" in cols
     fq.close()
+
+
+def test_gptq_in_hessian_groups_equals_all_at_once():
+    from quant.gptq import gptq_fakequant
+
+    m = tiny("llama")
+    fq = FakeQuantizer(m, "llama")
+    pmap = preset_map("w4a16-mx")
+    calib = torch.randint(0, 128, (8, 32), generator=torch.Generator().manual_seed(7))
+    whole = gptq_fakequant(fq, pmap, calib, damps=(0.01, 0.1))
+    w1 = {k: v.detach().clone() for k, v in fq._wcache.items()}
+    fq._wcache.clear()
+    grouped = gptq_fakequant(fq, pmap, calib, damps=(0.01, 0.1), hessian_budget=1.0)  # one layer per group
+    assert [r["op"] for r in grouped] == [r["op"] for r in whole]
+    for k, v in fq._wcache.items():
+        assert torch.equal(v, w1[k]), k
+    fq.close()
