@@ -239,26 +239,36 @@ def greedy_search(space: SearchSpace, target: float, objective: Objective, budge
     unit_loss = np.array([sum(loss.get(n, 0.0) for n in u) for u in space.units])
     with np.errstate(divide="ignore", invalid="ignore"):
         cost = np.where(space.unit_params > 0, unit_loss / np.maximum(space.unit_params, 1), np.inf)
-    best, mask, history, tried = None, None, [], set()
-
-    def consider(m):
-        nonlocal best, mask
-        tried.add(SearchSpace.signature(m))
-        rec = objective(m, searcher="greedy", target=target, trial=len(history))
-        if best is None or rec["delta"] < best["delta"]:
-            best, mask = rec, m
-        history.append(best["delta"])
-        if progress:
-            progress(best["delta"])
-
+    t = _Trials(objective, "greedy", target, progress)
     for m in space.guided_fills(np.argsort(cost, kind="stable"), target)[:budget]:
-        consider(m)
-    while len(history) < budget:
-        move = _best_swap(space, mask, unit_loss, target, space.tolerance, tried)
+        t(m)
+    while len(t.history) < budget:
+        move = _best_swap(space, t.mask, unit_loss, target, space.tolerance, t.tried)
         if move is None:
             break
-        consider(move)
-    return Result("greedy", target, mask, best, len(history), history)
+        t(move)
+    return t.result()
+
+
+class _Trials:
+    """A guided searcher's evaluations: the best record and its mask so far, the best delta after each
+    evaluation, and the masks tried."""
+
+    def __init__(self, objective: "Objective", searcher: str, target: float, progress=None):
+        self.objective, self.searcher, self.target, self.progress = objective, searcher, target, progress
+        self.best, self.mask, self.history, self.tried = None, None, [], set()
+
+    def __call__(self, m: np.ndarray) -> None:
+        self.tried.add(SearchSpace.signature(m))
+        rec = self.objective(m, searcher=self.searcher, target=self.target, trial=len(self.history))
+        if self.best is None or rec["delta"] < self.best["delta"]:
+            self.best, self.mask = rec, m
+        self.history.append(self.best["delta"])
+        if self.progress:
+            self.progress(self.best["delta"])
+
+    def result(self) -> "Result":
+        return Result(self.searcher, self.target, self.mask, self.best, len(self.history), self.history)
 
 
 def _best_swap(space: SearchSpace, mask: np.ndarray, unit_noise: np.ndarray, target: float, tol: float,
@@ -324,21 +334,10 @@ def hw_greedy_search(space: SearchSpace, target: float, objective: Objective, bu
     rest = [i for i in order if not mask[i]]
     while price(mask) > target and rest:
         mask[rest.pop(0)] = True
-    best, best_mask, history, tried = None, None, [], set()
-
-    def consider(m):
-        nonlocal best, best_mask
-        tried.add(SearchSpace.signature(m))
-        rec = objective(m, searcher="hw-greedy", target=target, trial=len(history))
-        if best is None or rec["delta"] < best["delta"]:
-            best, best_mask = rec, m
-        history.append(best["delta"])
-        if progress:
-            progress(best["delta"])
-
-    consider(mask)
-    while len(history) < budget:
-        cur = best_mask
+    t = _Trials(objective, "hw-greedy", target, progress)
+    t(mask)
+    while len(t.history) < budget:
+        cur = t.mask
         c0 = price(cur)
         lows, highs = np.nonzero(cur & (gain > 0))[0], np.nonzero(~cur & (gain > 0))[0]
         moves = [(-unit_loss[i], (i,), ()) for i in lows if c0 + gain[i] <= target]          # back to high
@@ -353,14 +352,14 @@ def hw_greedy_search(space: SearchSpace, target: float, objective: Objective, bu
             m = cur.copy()
             m[list(up)] = False
             m[list(down)] = True
-            if SearchSpace.signature(m) not in tried and price(m) <= target:
+            if SearchSpace.signature(m) not in t.tried and price(m) <= target:
                 nxt = m
                 break
-            tried.add(SearchSpace.signature(m))
+            t.tried.add(SearchSpace.signature(m))
         if nxt is None:
             break
-        consider(nxt)
-    return Result("hw-greedy", target, best_mask, best, len(history), history)
+        t(nxt)
+    return t.result()
 
 
 SEARCHERS = {"random": random_search, "greedy": greedy_search, "hw-greedy": hw_greedy_search}

@@ -518,12 +518,7 @@ def cmd_size(args) -> int:
               f"latency/energy front's and a quarter-step grid's designs, on {q.area_mm2:g} mm2 ({q.base}):")
         show(best[["model", "qr", "layout", *[k for k, _ in vary], *shares, "goodput_qps", "goodput_capped",
                    "goodput_qps_per_mm2", "simulations"]])
-        if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            res["points"].to_parquet(out / "points.parquet", index=False)
-            for k in ("best", "front", "maps"):
-                res[k].to_csv(out / f"{k}.csv", index=False)
+        _write_sizing(res, args.out)
         return 0
     view = best[["model", "qr", "batch", "layout", *[k for k, _ in vary], *shares, *[c for k in kinds for c in (f"{k}_lo", f"{k}_hi")],
                  "request_ms", "decode_ms", "prefill_ms", "request_j_per_token", "decode_j_per_token", "tok_s_per_mm2"]]
@@ -532,15 +527,20 @@ def cmd_size(args) -> int:
           f"{q.output_tokens} output tokens at context {q.context}; <kind>_lo/_hi: the share's range within "
           f"1 % of the optimum")
     show(view)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        res["points"].to_parquet(out / "points.parquet", index=False)
-        for k in ("best", "front", "maps"):
-            res[k].to_csv(out / f"{k}.csv", index=False)
-        print(f"every design point in {out / 'points.parquet'}; best.csv, front.csv (Pareto: request latency vs "
-              f"J/token), maps.csv in {out}")
+    _write_sizing(res, args.out)
     return 0
+
+
+def _write_sizing(res: dict, out) -> None:
+    if not out:
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    res["points"].to_parquet(out / "points.parquet", index=False)
+    for k in ("best", "front", "maps"):
+        res[k].to_csv(out / f"{k}.csv", index=False)
+    print(f"every design point in {out / 'points.parquet'}; best.csv, front.csv (Pareto: request latency vs "
+          f"J/token), maps.csv in {out}")
 
 
 def register(sub) -> None:
