@@ -10,7 +10,37 @@ def _cfg(r) -> str:
     return f"{r.device} {r.precision}" + (f" ({lay})" if lay and lay != "tp1" else "")
 
 
+def _winners(ok: pd.DataFrame, col: str, best: str) -> dict:
+    """model -> the winning row of ``col`` (``max`` or ``min``)."""
+    idx = ok.groupby("model", sort=False)[col].idxmax() if best == "max" else ok.groupby("model", sort=False)[col].idxmin()
+    return {m: ok.loc[i] for m, i in idx.items()}
+
+
+def _summary(lat: pd.DataFrame, b, col: str, best: str, what: str) -> str:
+    ok = lat[lat.fits & (lat.batch == b)]
+    win = _winners(ok, col, best)
+    counts = pd.Series([_cfg(r) for r in win.values()]).value_counts()
+    top, n = counts.index[0], int(counts.iloc[0])
+    others = [f"{m}: {_cfg(r)}" for m, r in win.items() if _cfg(r) != top]
+    return (f"**{what} at batch {b}**: {top} for {n} of {len(win)} models" +
+            (f" ({'; '.join(others)})" if others else "") + ".")
+
+
 def latency_findings(lat: pd.DataFrame) -> list[str]:
+    if lat.model.nunique() > 3:  # many models: one sentence per question, not per model
+        lo, hi = lat.batch.min(), lat.batch.max()
+        out = [_summary(lat, lo, "decode_tok_s", "max", "Fastest decode"),
+               _summary(lat, hi, "decode_tok_s", "max", "Fastest decode"),
+               _summary(lat, hi, "decode_j_per_token", "min", "Least energy per token")]
+        big = lat[lat.batch == hi]
+        nofit = big[~big.fits]
+        if len(nofit):
+            ex = ", ".join(f"{r.model} {_cfg(r)} ({r.total_gb:.0f} of {r.capacity_gb:.0f} GB)" for r in nofit.head(3).itertuples())
+            out.append(f"**Memory**: {len(nofit)} of {len(big)} setups do not fit at batch {hi} even on the largest "
+                       f"layout of one node, e.g. {ex}; every other setup fits on the devices shown (tpN).")
+        else:
+            out.append(f"**Memory**: every setup fits at batch {hi} (on the devices shown, tpN).")
+        return out
     out = []
     for model, g in lat.groupby("model", sort=False):
         ok = g[g.fits]
@@ -56,11 +86,17 @@ def sizing_findings(best: pd.DataFrame) -> list[str]:
         return []
     low = share[-1].replace("share_", "")
     out = []
+    if "batch" not in best:
+        return out
     for b, g in best.groupby("batch", sort=False):
-        bits = [f"{m} at Q_r {q:.2f}: {100 * s:.0f} % ({100 * lo:.0f}-{100 * hi:.0f} % within 1 %)"
-                for m, q, s, lo, hi in zip(g.model, g.qr, g[share[-1]], g[f"{low}_lo"], g[f"{low}_hi"])]
-        out.append(f"**Sizing, batch {b}**: the {low} share of the tensor-array area that minimises the objective: "
-                   + "; ".join(bits) + ".")
+        tgt = g["target_qr"] if "target_qr" in g else g["qr"]
+        bits = []
+        for t, h in g.groupby(tgt, sort=True):
+            vals = ", ".join(f"{m} {100 * v:.0f} % [{100 * a:.0f}-{100 * z:.0f}]" for m, v, a, z in
+                             zip(h.model, h[share[-1]], h[f"{low}_lo"], h[f"{low}_hi"]))
+            bits.append(f"at Q_r {t:g}: {vals}")
+        out.append(f"**Sizing, batch {b}**: the {low} share of the tensor-array area that minimises the objective "
+                   + "; ".join(bits) + " ([range]: every share within 1 % of the optimum; a wide range: the split hardly matters).")
     return out
 
 
