@@ -363,7 +363,12 @@ def size(q: SizingQuestion, maps_by_model: dict | None = None, progress=None) ->
     todo = []
     for mname, spec in zip(q.models, specs):
         if maps_by_model and mname in maps_by_model:
-            todo += [(spec, pmap, float("nan")) for pmap in maps_by_model[mname]]
+            from quant.precision import map_summary
+            from workloads.optable import build_optable
+
+            table = build_optable(spec)
+            for pmap in maps_by_model[mname]:
+                todo.append((spec, pmap, map_summary(table, pmap)["q_r"]))
         else:
             qrs = q.extra.get("qrs_by_model", {}).get(mname, q.qrs)
             todo += [(spec, *ratio_map(spec, qr, q.low, q.high, q.rule, q.extra.get("transfer"), q.attention))

@@ -206,3 +206,18 @@ def test_goodput_objective_serves_the_candidate_designs():
     b = res["best"]
     assert len(b) == 1 and b.goodput_qps.iloc[0] > 0 and b.simulations.iloc[0] >= 2
     assert {"share_bf16", "share_mxint4", "goodput_qps_per_mm2"} <= set(b.columns)
+
+
+def test_a_searched_map_file_is_sized_with_its_qr(tmp_path):
+    from quant.precision import OpFormats, PrecisionMap
+
+    low = OpFormats.of("mxint4_32", "mxint4_32")
+    pmap = PrecisionMap("mine-qr0.3", ops={f"model.layers.{i}.mlp.{p}": low for i in range(10)
+                                             for p in ("gate_proj", "up_proj", "down_proj")})
+    res = size(SizingQuestion(models=("llama-3.1-8b",), step=0.25, batches=(1,)), {"llama-3.1-8b": [pmap]})
+    assert 0.2 < res["best"].qr.iloc[0] < 0.3 and res["best"].target_qr.iloc[0] == 0.3
+    bad = PrecisionMap("x", ops={"model.layers.99.mlp.up_proj": low})
+    from mpqsim import InputError
+
+    with pytest.raises(InputError, match="the model lacks"):
+        size(SizingQuestion(models=("llama-3.1-8b",), step=0.25, batches=(1,)), {"llama-3.1-8b": [bad]})
