@@ -219,6 +219,7 @@ def serving(srv: pd.DataFrame) -> list[Figure]:
     """TTFT and TPOT percentiles vs offered rate per precision, the SLO lines and the highest rate
     that meets the SLO."""
     out = []
+    srv = srv[srv["ttft_p99_s"].notna()]  # a sweep's rows for setups that could not run carry only the error
     group = [c for c in ("model", "device") if c in srv]
     for key, g in (srv.groupby(group, sort=False) if group else [(("",), srv)]):
         name = " on ".join(map(str, key if isinstance(key, tuple) else (key,)))

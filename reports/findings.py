@@ -67,6 +67,7 @@ def latency_findings(lat: pd.DataFrame) -> list[str]:
 
 def serving_findings(srv: pd.DataFrame) -> list[str]:
     out = []
+    srv = srv[srv["ttft_p99_s"].notna()]
     group = [c for c in ("model", "device") if c in srv]
     for key, g in (srv.groupby(group, sort=False) if group else [((), srv)]):
         name = " on ".join(map(str, key)) if isinstance(key, tuple) else str(key)

@@ -29,7 +29,7 @@ KINDS = {
     "search": ({"qr", "delta", "ppl"}, "mpqsim quant search -o DIR (results.csv)"),
     "law_points": ({"size_b", "qr_max", "budget"}, "mpqsim quant fit -o DIR (law1_points.csv)"),
 }
-FOLDER_FILES = ("results.parquet", "points.parquet", "best.csv", "front.csv", "results.csv", "summary.csv",
+FOLDER_FILES = ("results.parquet", "serving.parquet", "points.parquet", "best.csv", "front.csv", "results.csv", "summary.csv",
                 "latency.csv", "per_op.csv", "serving.csv", "fits.json", "law1_points.csv")
 
 

@@ -389,8 +389,8 @@ class MaxQPS:
 
 def sustains(per_req: pd.DataFrame, summary: dict, tol: float = 0.02) -> dict:
     """Whether a run kept up with its arrivals: ``offered_rate`` (requests / arrival span),
-    ``served_rate`` within ``tol`` of it, and a stable queue (completions keep up with arrivals,
-    within ``tol``, over the second half of the arrivals).
+    ``served_rate`` within ``tol`` of it, and a stable queue (completions, one median latency
+    later, keep up with arrivals, within ``tol``, over the second half of the arrivals).
 
     ``served_rate`` counts the completions inside the arrival window shifted by the median
     end-to-end latency, over the window's length: a system that keeps up completes its requests one
@@ -410,7 +410,8 @@ def sustains(per_req: pd.DataFrame, summary: dict, tol: float = 0.02) -> dict:
     t_mid, t_end = arr[n // 2], arr[-1]
     done = per_req.completion.to_numpy()
     arrived_w = int(((arr > t_mid) & (arr <= t_end)).sum())
-    completed_w = int(((done > t_mid) & (done <= t_end)).sum())
+    # completions one typical latency later: a system that keeps up has as many (no tail charged)
+    completed_w = int(((done > t_mid + shift) & (done <= t_end + shift)).sum())
     stable = completed_w >= (1 - tol) * arrived_w
     return dict(offered_rate=offered, served_rate=served, queue_stable=bool(stable),
                 sustained=bool(stable and served >= (1 - tol) * offered))

@@ -13,6 +13,13 @@ A spec names lists to cross (every key is checked; an unknown one is an error)::
     layouts: [{tp: 1}, {tp: 8}, {tp: 4, pp: 2}]   # optional (default one device)
     engine: fused                            # optional
     power_caps: [null, 500]                  # optional what-if caps (W; null = the TDP)
+    serving: {qps: [1, 4, 16], requests: 200, output: 128, slo_ttft: 2.0, slo_tpot: 0.1}   # optional
+
+With ``serving``, every (model, layout, prompt, cap, device, precision) is also served a Poisson
+stream of ``requests`` requests (the prompt length, ``output`` tokens each) at every rate in
+``qps`` (sim.serving: TTFT/TPOT percentiles, throughput, goodput, SLO attainment, whether the
+rate is sustained); those rows go to ``out/serving.parquet`` (parts in ``out/sparts/``, written
+with the chunk's latency part, resumed the same way).
 
 The grid is cut into chunks, one per (model, layout, prompt, context, cap): each chunk is one
 vectorised :func:`sim.latency.latency_table` call over every device, precision and batch size
@@ -45,7 +52,8 @@ import yaml
 from mpqsim import InputError
 
 SPEC_KEYS = ("models", "devices", "designs", "precisions", "batches", "prompts", "contexts", "layouts", "engine",
-             "power_caps")
+             "power_caps", "serving")
+SERVING_KEYS = ("qps", "requests", "output", "slo_ttft", "slo_tpot")
 BACKENDS = ("inprocess", "process", "ray")
 
 
@@ -60,6 +68,11 @@ class SweepSpec:
     layouts: tuple = ((1, 1),)
     engine: str = "fused"
     power_caps: tuple = (None,)
+    serve_qps: tuple = ()             # serving: request rates (empty: no serving runs)
+    serve_requests: int = 200
+    serve_output: int = 128
+    slo_ttft: float = 2.0
+    slo_tpot: float = 0.1
     source: str = field(default="", compare=False)
 
     @property
@@ -132,10 +145,35 @@ def load_spec(path) -> SweepSpec:
     if not isinstance(caps, list) or not caps or any(c is not None and (isinstance(c, bool) or not isinstance(c, (int, float))
                                                                         or c <= 0) for c in caps):
         raise InputError(f"{where}: power_caps must be a list of watts > 0 (or null for the TDP)")
+    serving = _serving(doc.get("serving"), where)
     return SweepSpec(models, devices, precisions, _list(doc, "batches", where, int),
                      _list(doc, "prompts", where, int, [1024]), _list(doc, "contexts", where, int, [1024]),
                      tuple(layouts), check_engine(doc.get("engine", "fused")),
-                     tuple(float(c) if c is not None else None for c in caps), where)
+                     tuple(float(c) if c is not None else None for c in caps), **serving, source=where)
+
+
+def _serving(doc, where: str) -> dict:
+    """``serving: {qps: [...], requests, output, slo_ttft, slo_tpot}`` -> SweepSpec fields."""
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: serving must be a mapping of {', '.join(SERVING_KEYS)}")
+    bad = sorted(set(doc) - set(SERVING_KEYS))
+    if bad:
+        raise InputError(f"{where}: serving has unknown key(s) {', '.join(bad)}; valid: {', '.join(SERVING_KEYS)}")
+    qps = doc.get("qps")
+    if not isinstance(qps, list) or not qps or any(isinstance(q, bool) or not isinstance(q, (int, float)) or q <= 0
+                                                   for q in qps):
+        raise InputError(f"{where}: serving.qps must be a non-empty list of request rates > 0")
+    out = dict(serve_qps=tuple(float(q) for q in qps))
+    for key, field_, kind in (("requests", "serve_requests", int), ("output", "serve_output", int),
+                              ("slo_ttft", "slo_ttft", float), ("slo_tpot", "slo_tpot", float)):
+        if key in doc:
+            v = doc[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (kind is int and v != int(v)):
+                raise InputError(f"{where}: serving.{key} must be a {'whole ' if kind is int else ''}number > 0, got {v!r}")
+            out[field_] = kind(v)
+    return out
 
 
 def _designs(entries, where: str) -> tuple:
@@ -208,6 +246,41 @@ def run_chunk(spec: SweepSpec, index: int) -> pd.DataFrame:
     return df[first + [c for c in df.columns if c not in first]]
 
 
+def run_serving_chunk(spec: SweepSpec, index: int) -> pd.DataFrame:
+    """The serving runs of one chunk: every device, precision and rate of ``spec.serve_qps``
+    (precision-major, then device, then rate); a setup that cannot run (layout, memory) is one row
+    per rate with the reason in ``error``."""
+    from hwmodels import load_device
+    from sim.serving import SLO, ServingConfig, simulate, sustains
+    from sim.workload_gen import Lengths, synthetic
+    from workloads import load_model
+    from workloads.parallel import Layout
+
+    model, (tp, pp), prompt, context, cap = spec.chunks[index]
+    spec_m = load_model(model)
+    over = {"power_cap_w": cap} if cap is not None else None
+    slo = SLO(ttft_s=spec.slo_ttft, tpot_s=spec.slo_tpot)
+    rows = []
+    for p in spec.precisions:
+        pmap = _pmap(p)
+        for d in spec.devices:
+            dev = load_device(d, over)
+            for q in spec.serve_qps:
+                base = dict(chunk=index, model_arg=model, tp=tp, pp=pp, power_cap_arg=cap if cap is not None else
+                            float("nan"), device_arg=d, precision_arg=p, model=spec_m.name, device=dev.name,
+                            precision=pmap.name, prompt=prompt, output=spec.serve_output, qps=q,
+                            requests=spec.serve_requests, slo_ttft_s=slo.ttft_s, slo_tpot_s=slo.tpot_s)
+                try:
+                    reqs = synthetic(spec.serve_requests, q, Lengths(prompt, what="prompt"),
+                                     Lengths(spec.serve_output, what="output"), seed=0, max_len=spec_m.max_positions)
+                    per, summ = simulate(spec_m, dev, pmap, reqs, ServingConfig(layout=Layout(tp, pp),
+                                                                                 engine=spec.engine), slo)
+                    rows.append(dict(base, error="", **summ, **sustains(per, summ)))
+                except InputError as e:
+                    rows.append(dict(base, error=str(e)))
+    return pd.DataFrame(rows)
+
+
 def _write_part(parts: Path, index: int, df: pd.DataFrame) -> None:
     final = parts / f"{index:06d}.parquet"
     tmp = parts / f".{index:06d}.{os.getpid()}.tmp"
@@ -215,9 +288,21 @@ def _write_part(parts: Path, index: int, df: pd.DataFrame) -> None:
     os.replace(tmp, final)  # atomic: a killed run leaves whole parts or a stray temporary file
 
 
+def _tables(spec: SweepSpec, index: int) -> tuple:
+    """A chunk's latency table and (with ``serving``) its serving table."""
+    return run_chunk(spec, index), (run_serving_chunk(spec, index) if spec.serve_qps else None)
+
+
+def _write(out: Path, index: int, tables: tuple) -> None:
+    df, sdf = tables
+    if sdf is not None:  # the serving part first: the latency part marks the chunk done
+        _write_part(out / "sparts", index, sdf)
+    _write_part(out / "parts", index, df)
+
+
 def _work(args) -> int:
-    spec, index, parts = args
-    _write_part(Path(parts), index, run_chunk(spec, index))
+    spec, index, out = args
+    _write(Path(out), index, _tables(spec, index))
     return index
 
 
@@ -235,7 +320,7 @@ def _ray_chunks(spec: SweepSpec, todo: list[int], address: str | None, workers: 
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise InputError(f"cannot reach a Ray cluster at {address}: {' '.join(str(e).split())[:200]}") from None
     try:
-        task = ray.remote(run_chunk)
+        task = ray.remote(_tables)
         pending = {task.remote(spec, i): i for i in todo}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -264,24 +349,28 @@ def run_sweep(spec: SweepSpec, out_dir, backend: str = "inprocess", workers: int
             raise InputError(f"{out} holds a different sweep (spec {old}, this one {digest}); give another -o folder")
     else:
         meta.write_text(json.dumps(dict(digest=digest, spec=asdict(spec)), indent=1, default=str) + "\n")
-    for stray in parts.glob(".*.tmp"):  # left by a killed run
+    sparts = out / "sparts"
+    if spec.serve_qps:
+        sparts.mkdir(exist_ok=True)
+    for stray in list(parts.glob(".*.tmp")) + list(sparts.glob(".*.tmp")):  # left by a killed run
         stray.unlink()
     total = len(spec.chunks)
-    todo = [i for i in range(total) if not (parts / f"{i:06d}.parquet").is_file()]
+    todo = [i for i in range(total) if not (parts / f"{i:06d}.parquet").is_file()
+            or (spec.serve_qps and not (sparts / f"{i:06d}.parquet").is_file())]
     done = total - len(todo)
     if progress:
         progress(done, total)
     if address is not None and backend != "ray":
         raise InputError("--address names a Ray cluster: it needs --backend ray")
     if backend == "ray":
-        for i, df in _ray_chunks(spec, todo, address, workers):
-            _write_part(parts, i, df)
+        for i, tables in _ray_chunks(spec, todo, address, workers):
+            _write(out, i, tables)
             done += 1
             if progress:
                 progress(done, total)
     elif backend == "inprocess" or len(todo) <= 1:
         for i in todo:
-            _write_part(parts, i, run_chunk(spec, i))
+            _write(out, i, _tables(spec, i))
             done += 1
             if progress:
                 progress(done, total)
@@ -289,14 +378,19 @@ def run_sweep(spec: SweepSpec, out_dir, backend: str = "inprocess", workers: int
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as ex:
-            for _ in ex.map(_work, [(spec, i, str(parts)) for i in todo], chunksize=max(1, len(todo) // 64)):
+            for _ in ex.map(_work, [(spec, i, str(out)) for i in todo], chunksize=max(1, len(todo) // 64)):
                 done += 1
                 if progress:
                     progress(done, total)
     table = pd.concat([pd.read_parquet(parts / f"{i:06d}.parquet") for i in range(total)], ignore_index=True)
     table = table.convert_dtypes()  # dtypes from the values alone (rows of impossible layouts hold <NA>)
     table.to_parquet(out / "results.parquet", index=False)
+    if spec.serve_qps:
+        serving = pd.concat([pd.read_parquet(sparts / f"{i:06d}.parquet") for i in range(total)],
+                            ignore_index=True).convert_dtypes()
+        serving.to_parquet(out / "serving.parquet", index=False)
+        table.attrs["serving"] = serving
     return table
 
 
-__all__ = ["SweepSpec", "load_spec", "run_sweep", "run_chunk", "BACKENDS"]
+__all__ = ["SweepSpec", "load_spec", "run_sweep", "run_chunk", "run_serving_chunk", "BACKENDS"]

@@ -87,6 +87,32 @@ batches: [1]
         _spec(tmp_path, "models: [llama-2-7b]\ndesigns: [{base: custom-mx, vary: {sram_mb: 32}}]\nprecisions: [bf16]\nbatches: [1]\n")
 
 
+def test_serving_settings_in_a_sweep(tmp_path):
+    text = """models: [llama-2-7b]
+devices: [h100-sxm, a100-80gb]
+precisions: [bf16, fp8]
+batches: [1]
+prompts: [256]
+layouts: [{tp: 1}, {tp: 3}]
+serving: {qps: [2, 8], requests: 60, output: 32, slo_ttft: 1.0, slo_tpot: 0.05}
+"""
+    spec = _spec(tmp_path, text)
+    run_sweep(spec, tmp_path / "s")
+    srv = pd.read_parquet(tmp_path / "s" / "serving.parquet")
+    assert len(srv) == 2 * 2 * 2 * 2  # layouts x devices x precisions x rates
+    ok = srv[srv.tp == 1]
+    assert ok.error.eq("").all() and ok.ttft_p99_s.gt(0).all() and (ok.slo_attainment > 0.9).all()
+    assert srv[srv.tp == 3].error.str.contains("cannot split evenly").all()
+    # a serving part lost to a kill: that chunk is redone, the tables are the same
+    (tmp_path / "s" / "sparts" / "000001.parquet").unlink()
+    run_sweep(spec, tmp_path / "s")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s" / "serving.parquet"), srv)
+    with pytest.raises(InputError, match="serving has unknown key"):
+        _spec(tmp_path, text.replace("requests: 60", "reqs: 60"))
+    with pytest.raises(InputError, match="serving.qps"):
+        _spec(tmp_path, text.replace("qps: [2, 8]", "qps: [0]"))
+
+
 def test_a_different_spec_in_the_same_folder_is_refused(tmp_path):
     run_sweep(_spec(tmp_path), tmp_path / "a")
     other = _spec(tmp_path, SPEC.replace("[1, 8, 64]", "[1, 2]"))
