@@ -249,6 +249,28 @@ def serving(srv: pd.DataFrame) -> list[Figure]:
     return out
 
 
+def serving_max(smax: pd.DataFrame) -> list[Figure]:
+    """Per model: the highest request rate each device and precision serves within the SLO."""
+    out = []
+    for model, g in smax.groupby("model", sort=False):
+        fig, (ax,) = _fig(f"{model}: highest request rate within the SLO, per device and precision")
+        devs, precs = list(dict.fromkeys(g.device)), list(dict.fromkeys(g.precision))
+        w = 0.8 / len(precs)
+        colours = _styles(precs)
+        for j, p in enumerate(precs):
+            h = g[g.precision == p].set_index("device").reindex(devs)
+            ax.bar(np.arange(len(devs)) + (j - (len(precs) - 1) / 2) * w, h.max_qps, w, color=colours[p], label=p)
+        slo = (f"TTFT {g.slo_ttft_s.iloc[0]:g} s, TPOT {g.slo_tpot_s.iloc[0]:g} s" if "slo_ttft_s" in g else "the SLO")
+        ax.set_xticks(range(len(devs)), devs, fontsize=7)
+        ax.set(ylabel="requests/s sustained with >= 90 % within the SLO", xlabel=f"device (SLO: {slo})")
+        ax.grid(True, axis="y", alpha=0.2)
+        ax.legend(fontsize=7)
+        out.append(Figure(f"serving_max_{model}", f"{model}: request rate each setup serves within the SLO", fig,
+                          "The highest Poisson request rate each device and precision sustains (bisection over "
+                          "simulated rates; a rate the queue keeps up with and 90 % of requests meet the SLO)."))
+    return out
+
+
 def pareto_sizing(points: pd.DataFrame, front: pd.DataFrame | None) -> list[Figure]:
     """Request latency vs J/token of every design of a sizing run, coloured by the low-precision
     share, the front drawn through its optimal designs (per model, map and batch)."""

@@ -81,6 +81,19 @@ def serving_findings(srv: pd.DataFrame) -> list[str]:
     return out
 
 
+def serving_max_findings(smax: pd.DataFrame) -> list[str]:
+    out = []
+    for model, g in smax.groupby("model", sort=False):
+        slo = f" (TTFT {g.slo_ttft_s.iloc[0]:g} s, TPOT {g.slo_tpot_s.iloc[0]:g} s)" if "slo_ttft_s" in g else ""
+        per_dev = []
+        for d, h in g.groupby("device", sort=False):
+            r = h.loc[h.max_qps.idxmax()]
+            per_dev.append(f"{d} {r.max_qps:.1f} ({r.precision})")
+        out.append(f"**Serving {model}**: the highest request rate within the SLO{slo}, best precision per device: "
+                   + ", ".join(per_dev) + " req/s.")
+    return out
+
+
 def sizing_findings(best: pd.DataFrame) -> list[str]:
     share = [c for c in best.columns if c.startswith("share_")]
     if not share:
@@ -112,4 +125,4 @@ def scaling_findings(fits: list) -> list[str]:
     return out
 
 
-__all__ = ["latency_findings", "serving_findings", "sizing_findings", "scaling_findings"]
+__all__ = ["latency_findings", "serving_findings", "serving_max_findings", "sizing_findings", "scaling_findings"]

@@ -23,6 +23,7 @@ KINDS = {
     "sizing": ({"design", "request_ms", "area_mm2"}, "mpqsim size -o DIR (points.parquet, front.csv)"),
     "per_op": ({"phase", "op", "intensity", "time_us", "device"}, "mpqsim latency --per-op --csv FILE"),
     "serving": ({"qps", "ttft_p99_s", "tpot_p99_s"}, "mpqsim serve --csv FILE (or -o DIR: summary.csv)"),
+    "serving_max": ({"max_qps", "device", "precision"}, "the highest rate each setup serves within an SLO (mpqsim demo)"),
     "sweep": ({"chunk", "device_arg", "decode_ms"}, "mpqsim sweep SPEC -o DIR (results.parquet)"),
     "latency": ({"device", "precision", "batch", "decode_ms", "prefill_ms", "fits"}, "mpqsim latency --csv FILE"),
     "search_front": ({"signature", "delta", "cost"}, "mpqsim quant search --device D -o DIR (front.csv)"),

@@ -23,6 +23,7 @@ TABLE_COLUMNS = {
     "latency": ["model", "device", "layout", "devices", "precision", "batch", "prefill_ms", "decode_ms", "decode_tok_s",
                 "decode_j_per_token", "decode_power_w", "power_cap_w", "weights_gb", "kv_gb", "total_gb",
                 "capacity_gb", "fits", "gemm_kernels", "calibrated"],
+    "serving_max": ["model", "device", "precision", "max_qps", "capped", "slo_ttft_s", "slo_tpot_s", "probes"],
     "serving": ["model", "device", "precision", "qps", "requests_per_s", "output_tokens_per_s", "ttft_p50_s",
                 "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "slo_attainment", "sustained", "energy_per_output_token_j",
                 "power_w"],
@@ -38,6 +39,7 @@ TABLE_COLUMNS = {
     "law_points": ["model", "size_b", "budget", "qr_max"],
 }
 TITLES = {"latency": "Latency, throughput, memory and energy", "per_op": "Per-op rooflines", "serving": "Serving under load",
+          "serving_max": "Request rate within the SLO",
           "sizing_best": "Sizing: the optimal unit split", "sizing": "Sizing: every design point",
           "search": "Precision search results", "search_front": "Accuracy/cost front of evaluated maps",
           "sweep": "Sweep", "law_points": "Law 1 points"}
@@ -135,6 +137,8 @@ def collect_figures(inp: Inputs) -> list[tuple[str, F.Figure]]:
         out += [("per_op", f) for f in F.roofline(per)]
     if srv is not None:
         out += [("serving", f) for f in F.serving(srv)]
+    if inp.get("serving_max") is not None:
+        out += [("serving_max", f) for f in F.serving_max(inp.get("serving_max"))]
     if sw is not None:
         out += [("sweep", f) for f in F.pareto_sweep(sw)]
     if best is not None:
@@ -150,7 +154,9 @@ def key_findings(inp: Inputs) -> list[str]:
     out = []
     if inp.get("latency") is not None:
         out += K.latency_findings(inp.get("latency"))
-    if inp.get("serving") is not None:
+    if inp.get("serving_max") is not None:
+        out += K.serving_max_findings(inp.get("serving_max"))
+    elif inp.get("serving") is not None:
         out += K.serving_findings(inp.get("serving"))
     if inp.get("sizing_best") is not None:
         out += K.sizing_findings(inp.get("sizing_best"))
