@@ -271,6 +271,23 @@ def serving_max(smax: pd.DataFrame) -> list[Figure]:
     return out
 
 
+def search_front(rec: pd.DataFrame) -> list[Figure]:
+    """Every map a hardware-aware search priced: cost on the device vs delta perplexity, the front."""
+    fig, (ax,) = _fig("Precision maps: accuracy vs cost on the device")
+    colours = _styles(rec.searcher.unique()) if "searcher" in rec else {}
+    for name, g in (rec.groupby("searcher", sort=False) if "searcher" in rec else [("maps", rec)]):
+        ax.scatter(g.cost, 100 * g.delta, s=14, color=colours.get(name), label=str(name), alpha=0.8)
+    f = rec[pareto(rec, "cost", "delta")].sort_values("cost")
+    ax.plot(f.cost, 100 * f.delta, color="k", lw=0.8, label="Pareto front")
+    unit = str(rec.cost_metric.iloc[0]) if "cost_metric" in rec else "cost"
+    ax.set(xlabel=unit, ylabel="delta perplexity (%)", yscale="log")
+    ax.grid(True, which="both", alpha=0.2)
+    ax.legend(fontsize=7)
+    return [Figure("search_front", "Accuracy/cost front of evaluated maps", fig,
+                   "Each point is one evaluated precision map; the black line joins those no other map beats in "
+                   "both accuracy and cost.")]
+
+
 def pareto_sizing(points: pd.DataFrame, front: pd.DataFrame | None) -> list[Figure]:
     """Request latency vs J/token of every design of a sizing run, coloured by the low-precision
     share, the front drawn through its optimal designs (per model, map and batch)."""
@@ -354,9 +371,10 @@ def scaling(search: pd.DataFrame | None, fits: list, points: pd.DataFrame | None
     out = []
     if search is not None and len(search):
         fig, (ax,) = _fig("Quantization ratio vs delta perplexity (searched maps)")
-        for m, g in search.groupby("model", sort=False):
+        keys = [k for k in ("model", "searcher") if k in search]
+        for m, g in search.groupby(keys, sort=False):
             g = g.sort_values("qr")
-            ax.plot(g.qr, 100 * g.delta, marker="o", label=str(m))
+            ax.plot(g.qr, 100 * g.delta, marker="o", label=" ".join(map(str, m if isinstance(m, tuple) else (m,))))
         ax.set(xlabel="Q_r (low-precision parameters / all)", ylabel="delta perplexity (%)", yscale="log")
         ax.grid(True, which="both", alpha=0.2)
         ax.legend(fontsize=7)

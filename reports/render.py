@@ -145,6 +145,8 @@ def collect_figures(inp: Inputs) -> list[tuple[str, F.Figure]]:
         out += [("sizing_best", f) for f in F.sizing_answer(best)]
     if pts is not None and "design" in pts:
         out += [("sizing", f) for f in F.pareto_sizing(pts, None)]
+    if inp.get("search_front") is not None:
+        out += [("search_front", f) for f in F.search_front(inp.get("search_front"))]
     if inp.get("search") is not None or inp.fits or inp.get("law_points") is not None:
         out += [("search", f) for f in F.scaling(inp.get("search"), inp.fits, inp.get("law_points"))]
     return out
