@@ -59,7 +59,8 @@ def report(tables, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     r = subprocess.run([sys.executable, "-m", "mpqsim.cli", "report", str(tables / "latency.csv"),
                         str(tables / "per_op.csv"), str(tables / "serve.csv"), str(tables / "size"),
-                        str(ROOT / "benchmarks" / "results" / "law1_fit"), "-o", str(out)],
+                        str(ROOT / "benchmarks" / "results" / "law1_fit"),
+                        str(ROOT / "benchmarks" / "results" / "hw_search" / "hw-greedy"), "-o", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     return out
@@ -83,7 +84,7 @@ def test_report_is_self_contained_and_has_every_figure(report):
     assert not re.search(r"""(src|href)=['"](https?:|//)""", html)
     imgs = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,", html)
     kinds = ("latency and tokens/s", "tokens/s at batch", "memory", "energy", "Roofline", "Serving", "Sizing", "Pareto",
-             "Law 1")
+             "Law 1", "Accuracy/cost front", "Q_r vs delta")
     for k in kinds:
         assert any(k.lower() in t.lower() for t in imgs), (k, imgs)
     assert html.count("<figcaption>") == len(imgs) >= 10
