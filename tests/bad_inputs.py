@@ -281,6 +281,13 @@ CASES = [
     (["sweep", "{tmp}/sweep_batch.yaml", "-o", "{tmp}/sw"], 2, "whole numbers >= 1"),
     (["sweep", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/sw", "--backend", "ray9"], 2, "unknown backend"),
     (["sweep", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/sw", "--workers", "0"], 2, "--workers"),
+    (["sweep", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/sw", "--address", "auto"], 2, "needs --backend ray"),
+    (["sweep", "{tmp}/sweep_serving.yaml", "-o", "{tmp}/sw"], 2, "serving has unknown key"),
+    (["sweep", "{tmp}/sweep_qps.yaml", "-o", "{tmp}/sw"], 2, "serving.qps"),
+    (["sweep", "{tmp}/sweep_designs.yaml", "-o", "{tmp}/sw"], 2, "designs.vary"),
+    (["sweep", "{tmp}/sweep_designkey.yaml", "-o", "{tmp}/sw"], 2, "unknown design key"),
+    (["report", "{tmp}/sweep_ok.yaml", "-o", "{tmp}/rep"], 2, "reads .csv, .parquet and fits.json"),
+    (["report", "{tmp}/nope.csv", "-o", "{tmp}/rep"], 2, "not found"),
     (["quant", "landscape", "--model", "smollm2", "--snrs", "x", "-o", "{tmp}/ls"], 2, "--snrs"),
     (["quant", "landscape", "--model", "smollm2", "--directions", "-1", "-o", "{tmp}/ls"], 2, "--directions"),
     # ---- hardware-aware search (issue 20)
@@ -341,7 +348,11 @@ def make_files(tmp: Path) -> None:
     ok = "models: [llama-2-7b]\ndevices: [h100-sxm]\nprecisions: [bf16]\nbatches: [1]\n"
     for name, text in (("sweep_ok", ok), ("sweep_key", ok + "colour: red\n"),
                        ("sweep_model", ok.replace("llama-2-7b", "llama-9")),
-                       ("sweep_layout", ok + "layouts: [{tp: 0}]\n"), ("sweep_batch", ok.replace("[1]", "[0]"))):
+                       ("sweep_layout", ok + "layouts: [{tp: 0}]\n"), ("sweep_batch", ok.replace("[1]", "[0]")),
+                       ("sweep_serving", ok + "serving: {qps: [1], reqs: 10}\n"),
+                       ("sweep_qps", ok + "serving: {qps: [-1]}\n"),
+                       ("sweep_designs", ok + "designs: [{base: custom-mx, vary: {sram_mb: 32}}]\n"),
+                       ("sweep_designkey", ok + "designs: [{base: custom-mx, vary: {colour: [1]}}]\n")):
         (tmp / f"{name}.yaml").write_text(text)
     h100 = (resources.files("hwmodels") / "devices" / "h100-sxm.yaml").read_text()
     (tmp / "ic_link.yaml").write_text(h100.replace("link: nvlink4", "link: nvlink9"))
