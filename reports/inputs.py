@@ -47,8 +47,9 @@ class Inputs:
 
     @property
     def sources(self) -> list[tuple[str, str]]:
-        return [(kind, src) for kind, items in self.tables.items() for _, src in items] + \
+        out = [(kind, src) for kind, items in self.tables.items() for _, src in items] + \
             [("fits", f["source"]) for f in self.fits]
+        return list(dict.fromkeys(out))  # a fits.json holds several fits: named once
 
 
 def kind_of(df: pd.DataFrame) -> str | None:
