@@ -31,7 +31,7 @@ E2E = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_hf.csv
 #: measured with ``benchmarks/gpu/e2e_llama.py --compile`` (not yet: no GPU lent since): what the fused engine is held against
 E2E_FUSED = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_hf_compiled.csv"
 OUT = ROOT / "benchmarks" / "results"
-KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant")  # + fixed_us, kloop_ns
+KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant", "thread_mbs")  # + fixed_us, kloop_ns
 
 
 def _write_calibration(fitted: dict, err: pd.DataFrame) -> None:

@@ -11,7 +11,9 @@ each as a SHA-256 of its float64 bytes (bit-identical or not). Recorded in
 issue 13's refactoring (named records, lowering) and unchanged by it; re-recorded by issue 16
 (kernel-aware, calibrated GEMM, element-wise and attention kernels) and by issue 17 (the power cap:
 each op runs at the clock its power allows; energy terms added) and issue 18/19 (the k-loop floor
-scaled by the stored weight bytes: 4-bit operands on a 16-bit-fitted kernel), which move numbers by design.
+scaled by the stored weight bytes: 4-bit operands on a 16-bit-fitted kernel) and issue 16 again (element-wise
+kernels latency-bound: the occupancy roof; activations that fit in the L2, per kernel, are not DRAM bytes),
+which move numbers by design.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ DEFAULTS = {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k
 AREA_CALIBRATION = resources.files("hwmodels") / "calibration" / "area.json"
 TENSOR_UNITS = tuple(k for k in MAC_TRANSISTORS if k != "fp32")
 DESIGN_KEYS = ("accelerator", "description", "node_nm", "clock_mhz", "boost_clock_mhz", "cores", "spare_cores",
-               "core_sram_kb", "vector_lanes", "units", "sram_mb", "spare_sram_mb", "memory", "links", "host",
+               "core_sram_kb", "vector_lanes", "threads_per_core", "units", "sram_mb", "spare_sram_mb", "memory", "links", "host",
                "tdp_w", "tdp_clock_fraction", "efficiency", "architecture", "misc_fraction")
 _UNIT_KEYS = ("macs_per_core", "area_share", "runs_on", "rate", "accepts")
 
@@ -142,6 +142,7 @@ def generate(doc: dict, where: str) -> dict:
     peaks = {k: 2.0 * n * cores * clock for k, n in macs.items()}
     peaks.update({k: rate * peaks[host] for k, (host, rate) in shared.items()})
     vec = _num(doc, "vector_lanes", where, DEFAULTS["vector_lanes"], integer=True)
+    threads = _num(doc, "threads_per_core", where, DEFAULTS["threads_per_core"], integer=True)
     peaks["fp32"] = 2.0 * vec * cores * clock
     area = {"tensor_arrays": array_area * phys_cores / cores,
             "shared_formats": sum(_DOC["shared_format_overhead"]["value"] * macs[h] * per_mac_mm2[h] * phys_cores
@@ -208,6 +209,7 @@ def generate(doc: dict, where: str) -> dict:
                  "HTA": "launch overheads as the GPU files (hardware_facts 2.3)"},
         memory_capacity_gb={"value": gb, "source": src}, memory_bandwidth_tbs={"value": tbs, "source": src},
         l2_cache_mb={"value": sram or 1e-3, "source": src}, compute_units={"value": cores, "source": src},
+        max_threads_per_sm={"value": threads, "source": src},
         peak_tflops={k: {"value": v / 1e12, "source": src,
                          **({"accepts": units[k]["accepts"]} if k in units and "accepts" in units[k] else {})}
                      for k, v in peaks.items()},

@@ -22,7 +22,7 @@ KERNEL_FAMILIES: dict[str, dict] = _DOC["kernels"]
 DEFAULTS: dict[str, str] = _DOC["defaults"]
 ARCHITECTURES: tuple[str, ...] = tuple(_DOC["constants"])
 RUNS = ("native", "native_scaled", "weight_only", "upcast", "block_scaled")
-CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "kloop_ns", "compute", "dequant")
+CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "kloop_ns", "compute", "dequant", "thread_mbs")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class KernelParams:
     calibrated: bool     # fitted on measurements of this architecture (else an estimate or transfer)
     source: str
     relative: bool = False  # constants are fractions of the datasheet peaks (fitted, here or transferred)
+    thread_mbs: float = 0.0  # latency-bound streaming rate per resident thread, MB/s (0: no occupancy roof)
 
 
 def _calibration(arch: str) -> dict:
@@ -70,7 +71,8 @@ def kernel_params(kernel: str, architecture: str) -> KernelParams:
     return KernelParams(kernel, architecture, float(c["stream"]), float(c["fixed_us"]) * 1e-6, float(c["tile_m"]),
                         float(c["tile_n"]), float(c["split_k"]), float(c.get("kloop_ns", 0.0)) * 1e-9,
                         float(c["compute"]), float(c["dequant"]),
-                        fitted_on == architecture, str(c["source"]), relative=fitted_on is not None)
+                        fitted_on == architecture, str(c["source"]), relative=fitted_on is not None,
+                        thread_mbs=float(c.get("thread_mbs", 0.0)))
 
 
 def default_kernel(runs: str, unit: str = "") -> str:

@@ -70,6 +70,10 @@ _SCALARS = ("memory_capacity_gb", "memory_bandwidth_tbs", "l2_cache_mb", "comput
 _EFFICIENCY = ("compute", "compute_m_min", "memory", "vector")
 #: Optional numbers of the power model (hwmodels/power.py), and their defaults when absent.
 _POWER_SCALARS = ("process_node_nm", "peak_clock_mhz", "boost_clock_mhz", "static_w", "power_cap_w")
+_OPTIONAL_SCALARS = ("max_threads_per_sm",)
+#: Resident threads per SM (CU) when the file does not say: the CUDA C++ Programming Guide's value for
+#: compute capability 8.0 / 9.0 / 10.0 (the data-centre SMs); 8.6 / 8.9 / 12.0 SMs hold 1536.
+DEFAULT_THREADS_PER_SM = 2048
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ class DeviceSpec:
     energy_basis: str = "tdp"              # energies from the TDP (a product) or the node (a design): power.yaml
     interconnect: Interconnect = field(default_factory=Interconnect)  # links (collectives), where the file says
     area: dict = field(default_factory=dict, repr=False, compare=False)  # mm2 by part, where known (generated)
+    max_threads_per_sm: int = DEFAULT_THREADS_PER_SM  # resident threads per SM: the concurrency of latency-bound kernels
 
     def peak(self, kind: str) -> float:
         return self.units[kind].peak_flops if kind in self.units else 0.0
@@ -240,6 +245,8 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
     if val["idle_w"] > val["tdp_w"]:
         raise InputError(f"{where}: idle_w {val['idle_w']} exceeds tdp_w {val['tdp_w']}")
     pw = {k: _number(doc[k], f"{where}: {k}", sources)[0] for k in _POWER_SCALARS if k in doc}
+    threads = _number(doc["max_threads_per_sm"], f"{where}: max_threads_per_sm", sources)[0] \
+        if "max_threads_per_sm" in doc else DEFAULT_THREADS_PER_SM
     if pw.get("boost_clock_mhz", math.inf) < pw.get("peak_clock_mhz", 0):
         raise InputError(f"{where}: boost_clock_mhz {pw['boost_clock_mhz']} is below peak_clock_mhz {pw['peak_clock_mhz']}")
     if "power_cap_w" in pw and pw["power_cap_w"] <= pw.get("static_w", val["idle_w"]):
@@ -258,7 +265,8 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         peak_clock_hz=pw["peak_clock_mhz"] * 1e6 if "peak_clock_mhz" in pw else None,
         boost_clock_hz=pw["boost_clock_mhz"] * 1e6 if "boost_clock_mhz" in pw else None,
         static_w=pw.get("static_w"), power_cap_w=pw.get("power_cap_w"), area=_area(doc, where),
-        energy_basis=_energy_basis(doc, where), interconnect=_interconnect(doc, where, sources))
+        energy_basis=_energy_basis(doc, where), interconnect=_interconnect(doc, where, sources),
+        max_threads_per_sm=int(threads))
     unknown = set(doc) - set(_TOP_LEVEL)
     if unknown:
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(_TOP_LEVEL)}")
@@ -355,12 +363,12 @@ def _area(doc: dict, where: str) -> dict:
 
 
 _TOP_LEVEL = ("name", "architecture", "description", "sources", *_SCALARS, "peak_tflops", "efficiency",
-              *_POWER_SCALARS, "memory_type", "area_mm2", "generated_from", "energy_basis", "interconnect")
+              *_POWER_SCALARS, *_OPTIONAL_SCALARS, "memory_type", "area_mm2", "generated_from", "energy_basis", "interconnect")
 
 
 def override_keys() -> list[str]:
     """Every number ``--set KEY=NUMBER`` may set (``peak_tflops.KIND`` may add a unit the device lacks)."""
-    return ([*_SCALARS, *_POWER_SCALARS] + [f"peak_tflops.{k}" for k in UNIT_ACCEPTS] + [f"efficiency.{k}" for k in _EFFICIENCY]
+    return ([*_SCALARS, *_POWER_SCALARS, *_OPTIONAL_SCALARS] + [f"peak_tflops.{k}" for k in UNIT_ACCEPTS] + [f"efficiency.{k}" for k in _EFFICIENCY]
             + [f"efficiency.compute_by_unit.{k}" for k in UNIT_ACCEPTS])
 
 

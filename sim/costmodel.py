@@ -10,6 +10,11 @@ tokens per sequence ``q``, cached ``past``), :func:`op_cost` gives::
                bytes / (bandwidth * stream))              # memory: achieved bandwidth of the kernel
            + launches * (launch_s + fixed_s) + glue * (launch_s + glue_fixed_s)
 
+An element-wise kernel with an occupancy roof (``occupancy`` > 0: resident threads x the kernel's
+per-thread rate, :func:`sim.lowering.occupancy_rate`) is latency-bound: its memory time is the
+larger of its DRAM bytes at ``bandwidth * stream`` (activations that fit in the L2 are not DRAM
+bytes) and all its bytes at ``occupancy``.
+
 Bytes are weights (stored format, scale overhead included) + input activations (the op's
 activation format) + outputs (the high-precision format) + attention scores where the lowered
 kernel materialises them + KV-cache reads and writes (the KV format); shapes and element counts
@@ -25,7 +30,8 @@ as batch or context grow. ``stream``, ``fixed_s``, ``compute`` (folded into ``ra
 ``dequant_rate`` are the kernel's constants on the device's architecture (fitted where measured).
 
 That is the cost at the peak clock (s = 1). Energy (hwmodels/power.py) = flops x e_flop of the
-unit + DRAM bytes x (e_dram + e_onchip) + L2-resident activation bytes x e_onchip + static_w x
+unit + DRAM bytes x (e_dram + e_onchip) + L2-resident activation bytes (an op's activations that fit
+in the L2) x e_onchip + static_w x
 time. Each op then runs at the clock the power cap allows (:func:`solve_clock`): the highest
 s <= s_max (boost / peak clock) with static + (compute and on-chip energy x s^kappa + DRAM
 energy) / (max(t_compute / s, t_memory) + launches) <= cap; :func:`at_clock` gives the cost
@@ -103,7 +109,14 @@ def op_cost(op, low, dev, batch, q, past):
     t_c = max(cnt.flops * pad / rate, t_loop) if cnt.flops > 0.0 else 0.0
     if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row
         t_c = max(t_c, m * cnt.w_elems / low.dequant_rate)
+    # activations that fit in the L2 stay there (per kernel: an engine's unfused pieces each move
+    # b_a / launches)
+    b_chip = b_a if b_a <= dev.l2_bytes * max(1.0, low.launches) else 0.0
+    b_dram = b_w + b_kv + b_a - b_chip
     t_m = (b_w + b_a + b_kv) / (dev.bandwidth * stream)
+    if low.occupancy > 0.0:  # latency-bound element-wise kernel: its DRAM bytes at the DRAM roof, and
+        # every byte no faster than the resident threads' bytes in flight allow (occupancy roof)
+        t_m = max(b_dram / (dev.bandwidth * stream), (b_w + b_a + b_kv) / low.occupancy)
     e_wire = 0.0
     if low.comm_b1 > 0.0:  # a collective: the buffer over the links (sim/collectives.py), not memory-bound
         buf = cnt.in_elems * op.abytes
@@ -112,10 +125,6 @@ def op_cost(op, low, dev, batch, q, past):
     t_l = launch_time(low, dev, q)
     t = max(t_c, t_m) + t_l
     mem_bound = t_m >= t_c
-    b_chip = 0.0
-    if b_a <= 0.5 * dev.l2_bytes:  # activations that stay in L2
-        b_chip = b_a
-    b_dram = b_w + b_kv + b_a - b_chip
     e_c = cnt.flops * low.e_flop
     e_d = b_dram * dev.e_dram + e_wire
     e_on = (b_dram + b_chip) * dev.e_onchip

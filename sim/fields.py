@@ -58,6 +58,8 @@ LOWERED_FIELDS = {
     "sms": "SMs / CUs the tiles run on in waves",
     "stream": "the kernel's streaming rate as a fraction of the device's achieved bandwidth",
     "fixed_s": "fixed time per call beyond the launch, s (setup, scale epilogues, split-K reductions)",
+    "occupancy": "latency-bound streaming rate over all of the op's bytes, bytes/s: resident threads x the "
+                 "kernel's per-thread rate (element-wise kernels; 0 = no such roof)",
     "dequant_rate": "weight elements x rows dequantized per second on the compute path (0 = hidden)",
     "launches": "kernel launches per op instance (0 when fused into another op's kernel; the engine's count for element-wise ops)",
     "dec_rate": "fused attention, decode (one new token): achieved FLOP/s of the paged-decode kernel (0 = same kernel)",
@@ -90,7 +92,7 @@ DEVICE_FIELDS = {
     "s_max": "highest clock / peak clock (boost)",
     "s_min": "lowest clock / peak clock",
     "clock_hz": "the peak clock (s = 1), Hz",
-    "l2_bytes": "on-chip cache, bytes (an op's activations that fit in half of it stay on chip)",
+    "l2_bytes": "on-chip cache, bytes (an op's activations that fit in it stay on chip)",
 }
 DEVICE_DTYPE = _float_dtype(DEVICE_FIELDS)
 

@@ -249,10 +249,19 @@ def kernel_rate_stream(dev: DeviceSpec, unit: str, kp) -> tuple[float, float]:
     datasheet numbers;
     estimated ones multiply the device file's efficiencies (the uncalibrated roofline)."""
     if unit == VECTOR_UNIT:
-        return dev.vector_flops * dev.eff_vector * kp.compute, (kp.stream / dev.eff_memory if kp.relative else kp.stream)
+        # a latency-bound kernel (occupancy roof) streams at most at the device's own achieved rate
+        relative = kp.relative and kp.thread_mbs <= 0.0
+        return dev.vector_flops * dev.eff_vector * kp.compute, (kp.stream / dev.eff_memory if relative else kp.stream)
     if kp.relative:
         return dev.peak(unit) * kp.compute, kp.stream / dev.eff_memory
     return dev.peak(unit) * dev.compute_efficiency(unit) * kp.compute, kp.stream
+
+
+def occupancy_rate(dev: DeviceSpec, kp) -> float:
+    """Bytes/s a latency-bound kernel moves with every resident thread waiting on memory (Little's
+    law: resident threads x bytes in flight per thread / latency = SMs x max_threads_per_sm x the
+    kernel's per-thread rate ``thread_mbs``); 0 where the kernel has no such roof."""
+    return dev.compute_units * dev.max_threads_per_sm * kp.thread_mbs * 1e6
 
 
 def _kernel_fields(dev: DeviceSpec, unit: str, kind: int, kp, wbytes: float = 0.0) -> dict:
@@ -264,6 +273,7 @@ def _kernel_fields(dev: DeviceSpec, unit: str, kind: int, kp, wbytes: float = 0.
     ref = KERNEL_FAMILIES[kp.kernel].get("bytes", 0)
     kloop = kp.kloop_s * (wbytes / ref) if (ref and wbytes > 0) else kp.kloop_s
     return dict(rate=rate, stream=stream, fixed_s=kp.fixed_s, split_k=kp.split_k, kloop_s=kloop,
+                occupancy=occupancy_rate(dev, kp),
                 tile_m=kp.tile_m if gemm else (0.0 if unit == VECTOR_UNIT else dev.eff_m_min),
                 tile_n=kp.tile_n if gemm else 0.0, dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0)
 

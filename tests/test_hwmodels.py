@@ -165,3 +165,17 @@ def test_devices_table_says_where_kernel_constants_come_from():
     assert t.loc["h200", "architecture"] == "hopper" and t.loc["h200", "kernels"] == "hopper fit"
     assert t.loc["a40", "kernels"] == "ampere fit"
     assert t.loc["b200", "kernels"] == "hopper fit, transferred"
+
+
+def test_resident_threads_per_sm(tmp_path):
+    """max_threads_per_sm: read with its source, 2048 (an sm_80 / sm_90 SM) when absent, validated."""
+    assert load_device("a40").max_threads_per_sm == 1536 and load_device("h100-sxm").max_threads_per_sm == 2048
+    doc = _valid_doc()
+    del doc["max_threads_per_sm"]
+    assert load_device(_write(tmp_path, doc)).max_threads_per_sm == 2048
+    doc["max_threads_per_sm"] = {"value": 1024, "source": "MLE"}
+    assert load_device(_write(tmp_path, doc)).max_threads_per_sm == 1024
+    doc["max_threads_per_sm"] = {"value": -1, "source": "MLE"}
+    with pytest.raises(InputError, match="max_threads_per_sm"):
+        load_device(_write(tmp_path, doc))
+    assert load_device("h100-sxm", {"max_threads_per_sm": 1536}).max_threads_per_sm == 1536

@@ -130,7 +130,7 @@ def test_max_qps_is_a_sustained_rate():
     assert not res.capped and res.qps > 10
     at = res.probes[res.probes.qps == res.qps].iloc[0]
     assert at.sustained and at.queue_stable and at.served_rate >= 0.98 * at.offered_rate
-    over = res.probes[res.probes.qps > res.qps * 1.06]
+    over = res.probes[res.probes.qps > res.qps]  # every probe above the answer failed
     assert len(over) and not over.passes.any()
     # the old answer: every probe up to the cap "passed" on SLO attainment alone
     assert (over.slo_attainment >= 0.9).any() and (~over.sustained).any()
