@@ -32,6 +32,10 @@ def latency_findings(lat: pd.DataFrame) -> list[str]:
         out = [_summary(lat, lo, "decode_tok_s", "max", "Fastest decode"),
                _summary(lat, hi, "decode_tok_s", "max", "Fastest decode"),
                _summary(lat, hi, "decode_j_per_token", "min", "Least energy per token")]
+        if "devices" in lat and (lat.devices > 1).any():  # setups on several devices: also per device
+            per = lat.assign(decode_tok_s_per_device=lat.decode_tok_s / lat.devices)
+            line = _summary(per, hi, "decode_tok_s_per_device", "max", "Most decode tokens/s per device")
+            out.insert(2, line[:-1] + " (tokens/s over the devices of the layout: the fastest setups may use more).")
         big = lat[lat.batch == hi]
         nofit = big[~big.fits]
         if len(nofit):

@@ -168,3 +168,18 @@ def test_demo_without_torch_writes_the_report(tmp_path):
     html = (rep / "report.html").read_text()
     assert html.count("<img") >= 15 and "Sizing, batch 64" in html and "Serving llama-2-7b" in html
     assert json.loads(json.dumps(sorted(p.name for p in (rep / "tables").glob("*.csv"))))
+
+
+def test_findings_count_devices_when_layouts_differ():
+    """A setup on four devices may be the fastest; the per-device finding says who makes the most of each."""
+    import pandas as pd
+
+    from reports.findings import latency_findings
+
+    rows = [dict(model=f"m{i}", device=d, precision="bf16", layout=lay, devices=n, batch=b, fits=True,
+                 decode_tok_s=tok * b, decode_j_per_token=1.0, total_gb=1.0, capacity_gb=80.0, decode_ms=1.0)
+            for i in range(4) for b in (1, 64)
+            for d, lay, n, tok in (("big", "tp4", 4, 300.0), ("small", "tp1", 1, 100.0))]
+    out = latency_findings(pd.DataFrame(rows))
+    assert any(x.startswith("**Fastest decode at batch 64**: big bf16 (tp4)") for x in out)
+    assert any(x.startswith("**Most decode tokens/s per device at batch 64**: small bf16 for 4 of 4") for x in out)
