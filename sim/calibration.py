@@ -15,7 +15,8 @@ operand formats and kernel each row ran and its split:
 ``compute``, and ``dequant`` for kernels that dequantize per row) by least squares on log time,
 for each point of a small grid of the discrete ones (tile shape, ``split_k``, ``kloop_ns``), and
 keeps the best calibration error. The constants
-stay physical: a stream or compute fraction never implies more than the datasheet peak.
+stay physical: a compute fraction never implies more than the datasheet peak, a stream fraction never
+more than the device's achieved bandwidth (``efficiency.memory``).
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
     from scipy.optimize import least_squares
 
     base = replace(kernel_params(kern, arch), calibrated=True, relative=True)  # fractions of the datasheet peaks
-    max_stream = max_compute = 1.0
+    # a kernel streams no faster than its device's achieved bandwidth (efficiency.memory; the model caps
+    # it there, sim.lowering.kernel_rate_stream), so a fitted stream fraction never exceeds it
+    max_stream = min(load_device(d).eff_memory for d in cal.device.unique())
+    max_compute = 1.0
     per_row = base.dequant > 0
     best = None
     for (tm, tn), sk, kl in itertools.product(TILES, SPLIT_K, KLOOP_NS):
@@ -103,7 +107,7 @@ def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
         def resid(x):
             return np.log(predict(cal, {(arch, kern): params(x)}) / cal.time_s.to_numpy())
 
-        x0 = [base.fixed_s * 1e6, 0.8, 0.7, base.dequant or 0.1]
+        x0 = [base.fixed_s * 1e6, 0.9 * max_stream, 0.7, base.dequant or 0.1]
         lo, hi = [0.0, 0.2, 0.2, 1e-4], [100.0, max_stream, max_compute, 10.0]
         if not per_row:
             x0, lo, hi = x0[:3], lo[:3], hi[:3]
@@ -227,7 +231,8 @@ def fit_ops(df: pd.DataFrame) -> dict:
             def params(x):
                 return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2], thread_mbs=0.0)
 
-            x0, lo, hi, scale = [2.0, 0.7, 0.5], [0.0, 0.05, 0.02], [60.0, 1.0, 1.0], [1, 0.1, 0.1]
+            cap = min(load_device(d).eff_memory for d in g.device.unique())  # as for GEMMs (fit, above)
+            x0, lo, hi, scale = [2.0, 0.7 * cap, 0.5], [0.0, 0.05, 0.02], [60.0, cap, 1.0], [1, 0.1, 0.1]
 
         def resid(x):
             return np.log(predict_ops(g, {(arch, kern): params(x)}) / g.time_s.to_numpy())

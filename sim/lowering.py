@@ -246,14 +246,16 @@ def kernel_rate_stream(dev: DeviceSpec, unit: str, kp) -> tuple[float, float]:
 
     Fitted constants (``kp.relative``: fitted here or transferred) are fractions of the **datasheet**
     peaks, so that a device of the same architecture that was never measured scales them by its own
-    datasheet numbers;
+    datasheet numbers, and no kernel streams faster than the device's own achieved bandwidth
+    (``efficiency.memory``: a GDDR6 part reaches less of its datasheet rate than an HBM one);
     estimated ones multiply the device file's efficiencies (the uncalibrated roofline)."""
     if unit == VECTOR_UNIT:
         # a latency-bound kernel (occupancy roof) streams at most at the device's own achieved rate
         relative = kp.relative and kp.thread_mbs <= 0.0
-        return dev.vector_flops * dev.eff_vector * kp.compute, (kp.stream / dev.eff_memory if relative else kp.stream)
-    if kp.relative:
-        return dev.peak(unit) * kp.compute, kp.stream / dev.eff_memory
+        return dev.vector_flops * dev.eff_vector * kp.compute, (min(kp.stream / dev.eff_memory, 1.0) if relative
+                                                                else kp.stream)
+    if kp.relative:  # no faster than the device's own achieved streaming bandwidth
+        return dev.peak(unit) * kp.compute, min(kp.stream / dev.eff_memory, 1.0)
     return dev.peak(unit) * dev.compute_efficiency(unit) * kp.compute, kp.stream
 
 
