@@ -12,9 +12,10 @@ operand formats and kernel each row ran and its split:
 * **calibration**: the rest of the H100 (Hopper constants) and A100 (Ampere constants) rows.
 
 :func:`fit` fits, per (architecture, kernel), the continuous constants (``fixed_us``, ``stream``,
-``compute``, and ``dequant`` for kernels that dequantize per row) by least squares on log time,
-for each point of a small grid of the discrete ones (tile shape, ``split_k``, ``kloop_ns``), and
-keeps the best calibration error. The constants
+``compute``, and ``dequant`` for kernels that dequantize per row) on log time (plain least squares, then
+the robust loss :data:`ROBUST` from there; the lower calibration MAPE is kept), for each point of a
+small grid of the discrete ones (tile shape, ``split_k``, ``kloop_ns``), and keeps the best
+calibration error. The constants
 stay physical: a compute fraction never implies more than the datasheet peak, a stream fraction never
 more than the device's achieved bandwidth (``efficiency.memory``).
 """
@@ -47,6 +48,27 @@ HELD_OUT_DEVICES = ("a40",)
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128))
 SPLIT_K = (1, 4)
 KLOOP_NS = (0.0, 1.0, 2.0, 3.0, 4.0)  # a lone wave's k-loop floor: on a grid (inactive floors have no gradient)
+#: Every fit's loss on log time: soft-L1 (quadratic within ~5 %, linear beyond), so that a point where
+#: a library's heuristic picks a poor kernel (cuBLASLt int8 on down_proj takes longer at m = 256 than at
+#: m = 512) does not pull the constants the way a squared loss does; it is the estimator that matches
+#: the MAPE reported. Against plain least squares alone it lowered the calibration MAPE of every GEMM
+#: kind (fp8 row-wise 4.65 -> 4.50 %, tinygemm 4.33 -> 3.92 %) and of most element-wise kernels.
+ROBUST = dict(loss="soft_l1", f_scale=0.05)
+
+
+def _least_squares(resid, x0, lo, hi, scale):
+    """Fit on log time: plain least squares, then the robust loss started from its answer (a robust
+    start from far away can stall); returns (calibration MAPE %, x) of the one with the lower MAPE."""
+    from scipy.optimize import least_squares
+
+    best = None
+    for kw in ({}, ROBUST):
+        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=scale, diff_step=1e-3, **kw)
+        mape = float(np.mean(np.abs(np.exp(resid(r.x)) - 1)) * 100)
+        if best is None or mape < best[0]:
+            best = (mape, r.x)
+        x0 = np.clip(r.x, lo, hi)
+    return best
 
 
 def gemm_measurements(data_dir: Path) -> pd.DataFrame:
@@ -90,7 +112,6 @@ def errors(df: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
 
 
 def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
-    from scipy.optimize import least_squares
 
     base = replace(kernel_params(kern, arch), calibrated=True, relative=True)  # fractions of the datasheet peaks
     # a kernel streams no faster than its device's achieved bandwidth (efficiency.memory; the model caps
@@ -111,10 +132,9 @@ def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
         lo, hi = [0.0, 0.2, 0.2, 1e-4], [100.0, max_stream, max_compute, 10.0]
         if not per_row:
             x0, lo, hi = x0[:3], lo[:3], hi[:3]
-        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=[1.0, 0.1, 0.1, 0.1][:len(x0)], diff_step=1e-3)
-        mape = float(np.mean(np.abs(np.exp(r.fun) - 1)) * 100)
+        mape, x = _least_squares(resid, x0, lo, hi, [1.0, 0.1, 0.1, 0.1][:len(x0)])
         if best is None or mape < best[0]:
-            best = (mape, params(r.x))
+            best = (mape, params(x))
     return best
 
 
@@ -212,9 +232,8 @@ def fit_ops(df: pd.DataFrame) -> dict:
     rate); their DRAM roof is the device's own achieved streaming rate (``stream`` 1 of
     memory_bandwidth_tbs x efficiency.memory), not fitted: on the calibration GPUs they never reach
     it, so a fitted value would be unidentified there and wrong on a device where they do (the
-    A40's GDDR6). Attention kernels: fixed cost, stream and compute fractions of the datasheet peaks."""
-    from scipy.optimize import least_squares
-
+    A40's GDDR6). Attention kernels: fixed cost, stream and compute fractions of the datasheet peaks. Fitted as
+    the GEMMs are (:func:`_least_squares`)."""
     from hwmodels.kernels import KERNEL_FAMILIES
 
     cal = df[~df.held_out].reset_index(drop=True)
@@ -237,8 +256,8 @@ def fit_ops(df: pd.DataFrame) -> dict:
         def resid(x):
             return np.log(predict_ops(g, {(arch, kern): params(x)}) / g.time_s.to_numpy())
 
-        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=scale, diff_step=1e-3)
-        out[(arch, kern)] = (float(np.mean(np.abs(np.exp(r.fun) - 1)) * 100), params(r.x))
+        mape, x = _least_squares(resid, x0, lo, hi, scale)
+        out[(arch, kern)] = (mape, params(x))
     return out
 
 __all__ = ["gemm_measurements", "predict", "errors", "fit", "summarise", "op_measurements", "predict_ops", "fit_ops"]
