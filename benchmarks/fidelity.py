@@ -6,7 +6,9 @@ architecture (GEMMs: :func:`sim.calibration.fit`; element-wise and attention ker
 what they were fitted to, calibration and held-out error); without it the shipped calibration is
 evaluated. Held out (never fitted, :mod:`sim.calibration`): one GEMM shape (o_proj) and one norm
 (post-attention), every fourth size, and the A40 entirely (Ampere constants fitted on the A100,
-scaled by the A40's datasheet: the transfer error). Also prices whole Llama-2-7B passes against
+scaled by the A40's datasheet: the transfer error), and GEMMs measured on any other GPU with
+``benchmarks/gpu/gemm_shapes.py`` and copied to ``benchmarks/results/measured/held_out/<device>/``
+(``gemm_transfer``). Also prices whole Llama-2-7B passes against
 the transformers runs measured on an H100 (never fitted; eager engine). Prints MAPE / median /
 P90 absolute % error by device, kind and region (memory- vs compute-bound) and writes
 ``benchmarks/results/fidelity.json`` and ``fidelity.png`` (predicted vs measured, held-out split).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -30,6 +33,9 @@ DATA = ROOT / "benchmarks" / "data" / "measured"
 E2E = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_hf.csv"
 #: measured with ``benchmarks/gpu/e2e_llama.py --compile`` (not yet: no GPU lent since): what the fused engine is held against
 E2E_FUSED = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_hf_compiled.csv"
+#: GEMMs measured on other GPUs with ``benchmarks/gpu/gemm_shapes.py`` (one folder per device): held
+#: out, never fitted; reported as the transfer error (``gemm_transfer``). Empty until a GPU is lent.
+HELD_OUT = ROOT / "benchmarks" / "results" / "measured" / "held_out"
 OUT = ROOT / "benchmarks" / "results"
 KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant", "thread_mbs")  # + fixed_us, kloop_ns
 
@@ -99,7 +105,11 @@ def main() -> None:
     ap.add_argument("--fit", action="store_true", help="refit and write hwmodels/calibration/*.json")
     ap.add_argument("--only", choices=("gemm", "ops"), help="with --fit: refit only these kernels (keep the others)")
     args = ap.parse_args()
-    gm = gemm_measurements(DATA).assign(label=lambda x: x.kind)
+    try:
+        gm = gemm_measurements(DATA, HELD_OUT).assign(label=lambda x: x.kind)
+    except (ValueError, KeyError) as e:  # a malformed held-out file: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
     om = op_measurements(DATA).assign(label=lambda x: x.op)
     if args.fit:
         fitted = (fit(gm) if args.only != "ops" else {}) | (fit_ops(om) if args.only != "gemm" else {})
@@ -110,6 +120,8 @@ def main() -> None:
     ge, oe = errors(gm, predict(gm)), errors(om, predict_ops(om))
     ge["region"] = [price_gemm(d, [m], n, k, w, a, kern, out_fmt=o).bound[0] for d, m, n, k, w, a, kern, o in
                     ge[["device", "m", "n", "k", "weight_fmt", "act_fmt", "kernel", "out_fmt"]].itertuples(index=False)]
+    gt = ge[ge.transfer]
+    ge = ge[~ge.transfer]
     gh, oh = ge[ge.held_out], oe[oe.held_out]
     res = dict(split="held out: the o_proj GEMM shape and the post-attention norm, every fourth size, the A40 "
                      "entirely; never fitted",
@@ -118,10 +130,16 @@ def main() -> None:
                ops_held_out=summarise(oh, ["device", "kernel"]).to_dict("records"),
                gemm_calibration=summarise(ge[~ge.held_out], ["device", "kind"]).to_dict("records"),
                ops_calibration=summarise(oe[~oe.held_out], ["device", "kernel"]).to_dict("records"))
+    if len(gt):  # other GPUs, measured with the shared method, never fitted
+        res["gemm_transfer"] = summarise(gt, ["device", "kind"]).to_dict("records")
+        res["gemm_transfer_by_region"] = summarise(gt, ["device", "kind", "region"]).to_dict("records")
     ee = pd.concat([e2e("eager"), e2e("fused")] + ([e2e("fused", E2E_FUSED).assign(measured="compiled")]
                                                     if E2E_FUSED.exists() else []), ignore_index=True)
     res["llama2_7b_h100_transformers"] = ee.to_dict("records")
-    for key in ("gemm_held_out", "gemm_held_out_by_region", "ops_held_out", "gemm_calibration", "ops_calibration"):
+    for key in ("gemm_held_out", "gemm_held_out_by_region", "ops_held_out", "gemm_calibration", "ops_calibration",
+                "gemm_transfer", "gemm_transfer_by_region"):
+        if key not in res:
+            continue
         print(f"{key}:")
         print(pd.DataFrame(res[key]).to_string(index=False, float_format="{:.2f}".format))
     print("Llama-2-7B on the H100, transformers (never fitted):")

@@ -71,8 +71,32 @@ def _least_squares(resid, x0, lo, hi, scale):
     return best
 
 
-def gemm_measurements(data_dir: Path) -> pd.DataFrame:
-    """Every measured GEMM: device, kind, op, m, n, k, formats, kernel, time_s, held_out."""
+def held_out_gemms(held_out_dir: Path | None) -> pd.DataFrame:
+    """GEMMs measured on GPUs no fit may read (``<held_out_dir>/<device>/gemm_shapes.csv``, written by
+    ``benchmarks/gpu/gemm_shapes.py``): device, kind, op, m, time_s; empty when there are none."""
+    frames = []
+    for path in sorted(Path(held_out_dir).glob("*/gemm_shapes.csv")) if held_out_dir else []:
+        g = pd.read_csv(path)
+        unknown = sorted(set(g.kind) - set(KINDS)) + sorted(set(g.op) - set(H100_SHAPES))
+        if unknown:
+            raise ValueError(f"{path}: unknown kind or op {', '.join(unknown)}; valid kinds: {', '.join(KINDS)}, "
+                             f"ops: {', '.join(H100_SHAPES)}")
+        shape = np.array([H100_SHAPES[o] for o in g.op])
+        if not ((g.n.to_numpy() == shape[:, 0]) & (g.k.to_numpy() == shape[:, 1])).all():
+            raise ValueError(f"{path}: n, k differ from the Llama-2-7B shapes of their ops "
+                             f"({', '.join(f'{o} {n}x{k}' for o, (n, k) in H100_SHAPES.items())}); a --smoke run is not data")
+        for d in sorted(set(g.device)):
+            load_device(d)  # an unknown device id fails here, naming the valid ones
+        frames.append(pd.DataFrame(dict(device=g.device, kind=g.kind, op=g.op, m=g.m.astype(float),
+                                        time_s=g.time_ms * 1e-3, transfer=True)))
+    cols = ["device", "kind", "op", "m", "time_s", "transfer"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def gemm_measurements(data_dir: Path, held_out_dir: Path | None = None) -> pd.DataFrame:
+    """Every measured GEMM: device, kind, op, m, n, k, formats, kernel, time_s, transfer, held_out. Rows from
+    ``held_out_dir`` (:func:`held_out_gemms`: other GPUs, measured with the shared data's method) are
+    all held out: they measure the transfer to a device that no fit reads."""
     data_dir = Path(data_dir)
     g = pd.read_csv(data_dir / "h100_gemm_llama2_7b_shapes.csv")
     a = pd.DataFrame(dict(device="h100-sxm", kind=g.kind, op=g.op, m=g.m.astype(float), time_s=g.time_ms * 1e-3))
@@ -81,15 +105,17 @@ def gemm_measurements(data_dir: Path) -> pd.DataFrame:
     b = pd.DataFrame(dict(device=v.gpu.map(GPU_DEVICE), kind="fp16", op=v.op, m=v.num_tokens.astype(float),
                           time_s=v.time_ms_median * 1e-3))
     b = b[b.device != "h100-sxm"]  # the six-precision H100 data covers the H100
-    df = pd.concat([a, b], ignore_index=True)
+    extra = held_out_gemms(held_out_dir)
+    df = pd.concat([a.assign(transfer=False), b.assign(transfer=False)] + ([extra] if len(extra) else []),
+                   ignore_index=True)
     shapes = H100_SHAPES | VIDUR_SHAPES
     df["n"] = [shapes[o][0] for o in df.op]
     df["k"] = [shapes[o][1] for o in df.op]
     df["weight_fmt"], df["act_fmt"], df["kernel"] = zip(*[KINDS[k] for k in df.kind])
     df["out_fmt"] = np.where(df.kind == "int8", "fp32", "bf16")  # torch._int_mm writes int32: 4 bytes
     df["architecture"] = [load_device(d).architecture for d in df.device]
-    rank = df.groupby(["device", "kind", "op"]).m.rank(method="dense").astype(int)
-    df["held_out"] = df.op.isin(HELD_OUT_SHAPES) | (rank % 4 == 0) | df.device.isin(HELD_OUT_DEVICES)
+    rank = df.groupby(["device", "kind", "op", "transfer"]).m.rank(method="dense").astype(int)
+    df["held_out"] = df.op.isin(HELD_OUT_SHAPES) | (rank % 4 == 0) | df.device.isin(HELD_OUT_DEVICES) | df.transfer
     return df.reset_index(drop=True)
 
 
@@ -260,4 +286,4 @@ def fit_ops(df: pd.DataFrame) -> dict:
         out[(arch, kern)] = (mape, params(x))
     return out
 
-__all__ = ["gemm_measurements", "predict", "errors", "fit", "summarise", "op_measurements", "predict_ops", "fit_ops"]
+__all__ = ["gemm_measurements", "held_out_gemms", "predict", "errors", "fit", "summarise", "op_measurements", "predict_ops", "fit_ops"]

@@ -97,3 +97,54 @@ def test_elementwise_kernels_are_latency_bound_and_transfer_by_resident_threads(
     big = 65536  # 1.6 GB: far past any L2
     add = _vector_time("h100-sxm", "add", big) / _vector_time("h200", "add", big)
     assert add == pytest.approx(4.8 / 3.35, rel=0.05)
+
+
+def _held_out_copy(tmp_path, device="h200", **change):
+    """The shared H100 GEMMs relabelled as another device's, as benchmarks/gpu/gemm_shapes.py writes them."""
+    import pandas as pd
+
+    d = pd.read_csv(DATA / "h100_gemm_llama2_7b_shapes.csv")
+    d.insert(1, "device", device)
+    for k, v in change.items():
+        d[k] = v
+    (tmp_path / device).mkdir()
+    d.to_csv(tmp_path / device / "gemm_shapes.csv", index=False)
+    return tmp_path
+
+
+def test_gemms_of_another_gpu_are_all_held_out_and_leave_the_split_alone(tmp_path):
+    base = gemm_measurements(DATA)
+    both = gemm_measurements(DATA, _held_out_copy(tmp_path))
+    extra = both[both.transfer]
+    assert len(extra) == 425 and extra.held_out.all() and set(extra.device) == {"h200"}
+    assert (both[~both.transfer].held_out.to_numpy() == base.held_out.to_numpy()).all()
+
+
+def test_a_malformed_held_out_file_names_the_valid_choices(tmp_path):
+    with pytest.raises(ValueError, match="unknown kind or op fp4.*valid kinds: bf16"):
+        gemm_measurements(DATA, _held_out_copy(tmp_path, kind="fp4"))
+
+
+def test_gpu_gemm_script_runs_its_paths_on_the_cpu_and_resumes(tmp_path):
+    """benchmarks/gpu/gemm_shapes.py (run on a lent GPU) checked on the CPU: every kind's kernel
+    call, the CSV the held-out reader takes, and a rerun that adds only the missing rows."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    script = [sys.executable, str(ROOT / "benchmarks" / "gpu" / "gemm_shapes.py"), "--out", str(tmp_path / "h200"),
+              "--device", "cpu", "--smoke", "--device-id", "h200", "--no-ceilings"]
+    subprocess.run(script + ["--m", "1,32"], check=True, capture_output=True)
+    r = subprocess.run(script + ["--m", "1,32,64"], check=True, capture_output=True, text=True)
+    assert "wrote 12 rows" in r.stdout  # only m = 64, for 6 kinds x 2 shapes
+    d = pd.read_csv(tmp_path / "h200" / "gemm_shapes.csv")
+    assert len(d) == 34 and not d.duplicated(["kind", "op", "m"]).any()  # int8 refuses m <= 16
+    assert (d.time_ms > 0).all() and set(d.kind) == {"bf16", "fp16", "fp8", "fp8_rowwise", "int8", "w4a16"}
+    bad = subprocess.run(script + ["--kinds", "bf16,fp4"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "choose from bf16" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_held_out_file_of_other_shapes_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="n, k differ"):
+        gemm_measurements(DATA, _held_out_copy(tmp_path, n=256))
