@@ -37,6 +37,8 @@ E2E_FUSED = ROOT / "benchmarks" / "results" / "measured" / "h100_e2e_llama-2-7b_
 #: out, never fitted; reported as the transfer error (``gemm_transfer``). Empty until a GPU is lent.
 HELD_OUT = ROOT / "benchmarks" / "results" / "measured" / "held_out"
 OUT = ROOT / "benchmarks" / "results"
+FIT_METHOD = ("least squares on log time, then soft-L1 (f_scale 0.05) from that answer; the lower calibration MAPE "
+              "kept (sim.calibration._least_squares)")
 KEEP = ("stream", "tile_m", "tile_n", "split_k", "compute", "dequant", "thread_mbs")  # + fixed_us, kloop_ns
 
 
@@ -46,6 +48,7 @@ def _write_calibration(fitted: dict, err: pd.DataFrame) -> None:
         kept = json.loads(path.read_text())["constants"] if path.exists() else {}  # kernels not refitted now
         doc = dict(architecture=arch, command="python benchmarks/fidelity.py --fit",
                    note="fractions of the datasheet peaks (peak_tflops of the unit, memory_bandwidth_tbs)",
+                   fit=FIT_METHOD,
                    constants={k: v for k, v in kept.items() if (arch, k) not in fitted})
         for (a, kern), (cal_mape, p) in sorted(fitted.items()):
             if a != arch:
