@@ -9,7 +9,9 @@ operand formats and kernel each row ran and its split:
 * **held out** (never fitted): the ``o_proj`` shape entirely (H100 six-precision data; the
   ``attn_post_proj`` op in the per-op data), every fourth ``m``, and the A40 entirely (a device
   of the Ampere family whose numbers no fit ever sees: the transfer error);
-* **calibration**: the rest of the H100 (Hopper constants) and A100 (Ampere constants) rows.
+* **calibration**: the rest of the H100 (Hopper constants) and A100 (Ampere constants) rows;
+* **transfer** (held out too): GEMMs measured on other GPUs with ``benchmarks/gpu/gemm_shapes.py``,
+  read from a held-out folder (:func:`held_out_gemms`) only to report the error there.
 
 :func:`fit` fits, per (architecture, kernel), the continuous constants (``fixed_us``, ``stream``,
 ``compute``, and ``dequant`` for kernels that dequantize per row) on log time (plain least squares, then
@@ -77,6 +79,9 @@ def held_out_gemms(held_out_dir: Path | None) -> pd.DataFrame:
     frames = []
     for path in sorted(Path(held_out_dir).glob("*/gemm_shapes.csv")) if held_out_dir else []:
         g = pd.read_csv(path)
+        missing = sorted({"device", "kind", "op", "m", "n", "k", "time_ms"} - set(g.columns))
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (benchmarks/gpu/gemm_shapes.py writes them)")
         unknown = sorted(set(g.kind) - set(KINDS)) + sorted(set(g.op) - set(H100_SHAPES))
         if unknown:
             raise ValueError(f"{path}: unknown kind or op {', '.join(unknown)}; valid kinds: {', '.join(KINDS)}, "
@@ -138,7 +143,6 @@ def errors(df: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
 
 
 def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
-
     base = replace(kernel_params(kern, arch), calibrated=True, relative=True)  # fractions of the datasheet peaks
     # a kernel streams no faster than its device's achieved bandwidth (efficiency.memory; the model caps
     # it there, sim.lowering.kernel_rate_stream), so a fitted stream fraction never exceeds it

@@ -148,3 +148,8 @@ def test_gpu_gemm_script_runs_its_paths_on_the_cpu_and_resumes(tmp_path):
 def test_a_held_out_file_of_other_shapes_is_refused(tmp_path):
     with pytest.raises(ValueError, match="n, k differ"):
         gemm_measurements(DATA, _held_out_copy(tmp_path, n=256))
+
+
+def test_a_held_out_file_of_an_unknown_device_names_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match="h300.*h200"):
+        gemm_measurements(DATA, _held_out_copy(tmp_path, device="h300"))
