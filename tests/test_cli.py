@@ -39,12 +39,6 @@ def test_listing_commands(capsys):
         assert code == 0 and needle in out
 
 
-def test_demo_prints_where_its_report_is(capsys, tmp_path):
-    code, out, _ = run(capsys, "demo", "-o", str(tmp_path))
-    assert code == 0 and f"report: {(tmp_path / 'report.html').resolve()}" in out
-    assert (tmp_path / "report.md").is_file() and (tmp_path / "data" / "latency.csv").is_file()
-
-
 def test_map_and_device_override(capsys, tmp_path):
     m = tmp_path / "m.json"
     m.write_text(json.dumps({"name": "mine", "roles": {"linear": {"weight": "mxint4_32", "act": "mxint4_32"}}}))

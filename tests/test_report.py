@@ -162,14 +162,16 @@ def test_report_renders_in_headless_chromium(report):
 
 
 def test_demo_without_torch_writes_the_report(tmp_path):
-    """``mpqsim demo`` on the core install (no torch): every part, the report and its tables."""
+    """``mpqsim demo`` on the core install (no torch): every part, the report, its Markdown twin and its
+    tables, and the line saying where the report is (the suite's one demo run: ~90 s; the demo
+    imports nothing of torch, so a run with torch present would repeat it)."""
     probe = ("import sys\nfor m in ('torch', 'transformers', 'gguf', 'accelerate', 'safetensors', 'torchao'):\n"
              "    sys.modules[m] = None\nfrom mpqsim.cli import main\nsys.exit(main(['demo', '-o', sys.argv[1]]))\n")
     r = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "rep")], capture_output=True, text=True,
                        timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     rep = tmp_path / "rep"
-    assert f"report: {(rep / 'report.html').resolve()}" in r.stdout
+    assert f"report: {(rep / 'report.html').resolve()}" in r.stdout and (rep / "report.md").is_file()
     from reports.demo import DEMO_BATCHES, DEMO_DEVICES, DEMO_MODELS, DEMO_PRECISIONS
 
     lat = pd.read_csv(rep / "data" / "latency.csv")
