@@ -149,13 +149,10 @@ def time_calls(fns: list, dev: str, target_s: float = 0.02, chunks: int = 5) -> 
     per = max((time.perf_counter() - t0) / len(fns), 1e-6)
     rounds = max(1, min(200, int(target_s / (per * len(fns)))))
     g = torch.cuda.CUDAGraph()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s), torch.cuda.graph(g, stream=s):
+    with torch.cuda.graph(g):  # captures on its own side stream
         for _ in range(rounds):
             for f in fns:
                 f()
-    torch.cuda.current_stream().wait_stream(s)
     g.replay()  # warm replay
     torch.cuda.synchronize()
     ts = []
