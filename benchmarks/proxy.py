@@ -3,7 +3,10 @@ nearest vs the top 2 % of input dimensions kept in 16 bits, against total weight
 
 Run: ``python benchmarks/proxy.py [--windows 16] [--fractions 0,0.02]``. Evaluation: Persuasion
 windows (as ``quant eval``). Seed 004's claim to check: proxy quantization stabilises 3-bit
-models but does not beat 4-bit at equal total bits. Writes ``benchmarks/results/proxy.json``.
+models but does not beat 4-bit at equal total bits. Each map (with its proxy fraction) is also
+priced by the cost model, on the model evaluated and on Llama-2-7B, on the H100 (the kept columns
+as a bf16 GEMM beside each quantized one, :func:`quant.precision.assign_format_rows`): what the
+kept columns cost in time and bytes. Writes ``benchmarks/results/proxy.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "proxy.json"
+
+
+def _priced(pmap) -> dict:
+    """The map on the H100 (fused engine, context 1024, a 1024-token prefill): the evaluated model
+    (``smollm2_*``) and Llama-2-7B (``llama2_7b_*``)."""
+    from hwmodels.spec import load_device
+    from sim.latency import latency_table
+    from workloads.models import load_model
+
+    out = {}
+    for key, model in (("smollm2", "smollm2-135m"), ("llama2_7b", "llama-2-7b")):
+        t = latency_table(load_model(model), [load_device("h100-sxm")], [pmap], [1, 64], 1024, 1024).set_index("batch")
+        out |= {f"{key}_decode_ms_b1": float(t.decode_ms[1]), f"{key}_decode_ms_b64": float(t.decode_ms[64]),
+                f"{key}_prefill_ms": float(t.prefill_ms[1]), f"{key}_weights_gb": float(t.weights_gb[1])}
+    return out
 
 
 def main() -> None:
@@ -37,17 +55,21 @@ def main() -> None:
     high_bits = 16 * sum(m.weight.numel() for m in fq.embeds.values())
     rows = []
     for fmt in args.formats.split(","):
-        pmap = PrecisionMap(f"w-{fmt}", roles={"linear": OpFormats.of(fmt, "bf16")})
         for p in map(float, args.fractions.split(",")):
+            pmap = PrecisionMap(f"w-{fmt}" + (f"+proxy{p:g}" if p else ""), roles={"linear": OpFormats.of(fmt, "bf16")},
+                                proxy=p)
             fq._wcache.clear()
             info = proxy_fakequant(fq, pmap, p)
             r = ev(pmap)
             total_bits = info["weight_bits_proxy"] + high_bits  # the linears plus the 16-bit embeddings
+            cost = _priced(pmap)
             rows.append(dict(format=fmt, fraction=p, ppl=r["ppl"], ref_ppl=r["ref_ppl"], delta=r["delta"],
                              kept_columns=info["kept_columns"], linear_weight_bits=info["weight_bits_proxy"],
-                             total_bits=total_bits, bits_per_param=total_bits / params))
+                             total_bits=total_bits, bits_per_param=total_bits / params, **cost))
             print(f"{fmt} proxy {p:g}: perplexity {r['ppl']:.3f} ({100 * r['delta']:+.1f} %), "
-                  f"{total_bits / params:.3f} bits/parameter", flush=True)
+                  f"{total_bits / params:.3f} bits/parameter; Llama-2-7B on H100: decode "
+                  f"{cost['llama2_7b_decode_ms_b1']:.2f} / {cost['llama2_7b_decode_ms_b64']:.2f} ms at batch 1 / 64, "
+                  f"{cost['llama2_7b_weights_gb']:.2f} GB", flush=True)
     fq._wcache.clear()
     OUT.write_text(json.dumps(dict(command="python benchmarks/proxy.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), model="smollm2-135m (bundled GGUF)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from mpqsim import InputError, checks
@@ -96,19 +97,24 @@ def cmd_quant_eval(args) -> int:
     if args.gptq and read_text(args.calibration) == read_text(args.text):
         raise InputError(f"the GPTQ calibration text ({args.calibration}) is the evaluation text ({args.text}); "
                          "give another --calibration")
-    if args.gptq and args.proxy:
-        raise InputError("give --gptq or --proxy, not both (each installs its own weights)")
     if not 0.0 <= args.proxy < 1.0:
         raise InputError(f"--proxy must be a fraction in [0, 1) of each weight's input dimensions, got {args.proxy}")
+    if args.proxy and pmap.proxy and args.proxy != pmap.proxy:
+        raise InputError(f"--proxy {args.proxy:g} contradicts the map's proxy {pmap.proxy:g}; give one")
+    if args.proxy:  # the map carries it: the summary, --save-map and the cost model see the kept columns
+        pmap = replace(pmap, name=f"{pmap.name}+proxy{args.proxy:g}", proxy=args.proxy)
+    if args.gptq and pmap.proxy:
+        raise InputError("give --gptq or proxy quantization (--proxy, or a map's proxy), not both "
+                         "(each installs its own weights)")
     fq, ev, tok, model_dir = _eval_setup(args)
     fq.apply(pmap)  # validates the map's op names before the long evaluation
     fq.reset()
-    if args.proxy:
+    if pmap.proxy:
         from quant.proxy import proxy_fakequant
 
-        info = proxy_fakequant(fq, pmap, args.proxy)
+        info = proxy_fakequant(fq, pmap, pmap.proxy)
         print(f"proxy quantization: {info['kept_columns']:,} input columns of {info['ops']} low-precision ops kept in "
-              f"16 bits (top {100 * args.proxy:g} % by the producer's row std); their weight bits "
+              f"16 bits (top {100 * pmap.proxy:g} % by the producer's row std); their weight bits "
               f"{info['weight_bits_rtn'] / 8e6:,.2f} MB -> {info['weight_bits_proxy'] / 8e6:,.2f} MB", file=sys.stderr)
     if args.gptq:
         from quant.evaluate import sample_windows
@@ -394,7 +400,8 @@ def register(sub) -> None:
     s.add_argument("--calibration", default="northanger_abbey", help="calibration text for --gptq (not the evaluation text)")
     s.add_argument("--proxy", type=float, default=0.0, metavar="P",
                    help="seed 004's proxy quantization: keep the top P (fraction, e.g. 0.02) of each low-precision "
-                        "weight's input dimensions in 16 bits, ranked by the std of the producing layer's rows")
+                        "weight's input dimensions in 16 bits, ranked by the std of the producing layer's rows "
+                        "(--save-map records it; latency and serve then price the kept columns as a 16-bit GEMM)")
     s.add_argument("--gptq-windows", type=int, default=32, help="calibration windows for --gptq")
     s.set_defaults(func=cmd_quant_eval)
 

@@ -99,6 +99,11 @@ class PrecisionMap:
     kv_cache: Format = field(default_factory=lambda: parse_format("bf16"))
     roles: dict[str, OpFormats] = field(default_factory=dict)
     ops: dict[str, OpFormats] = field(default_factory=dict)
+    #: seed 004's proxy quantization: this fraction of every low-precision weight's input columns
+    #: (those fed by the producer's highest-std output rows, :mod:`quant.proxy`) stays in the high
+    #: format; the cost model prices them as a 16-bit GEMM over those columns beside the low one
+    #: (:func:`assign_format_rows`), the evaluation keeps them (``quant eval``)
+    proxy: float = 0.0
 
     def formats_for(self, name: str, role: str) -> OpFormats:
         if name in self.ops:
@@ -112,9 +117,10 @@ class PrecisionMap:
 
     # ------------------------------------------------------------ JSON
     def to_json(self) -> dict:
-        return {"name": self.name, "kv_cache": self.kv_cache.name, "default": self.default.to_json(),
-                "roles": {r: f.to_json() for r, f in self.roles.items()},
-                "ops": {n: f.to_json() for n, f in self.ops.items()}}
+        doc = {"name": self.name, "kv_cache": self.kv_cache.name, "default": self.default.to_json(),
+               "roles": {r: f.to_json() for r, f in self.roles.items()},
+               "ops": {n: f.to_json() for n, f in self.ops.items()}}
+        return doc | ({"proxy": self.proxy} if self.proxy else {})
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
@@ -123,10 +129,14 @@ class PrecisionMap:
     def from_json(cls, doc, where: str = "precision map") -> "PrecisionMap":
         if not isinstance(doc, dict):
             raise InputError(f"{where}: a precision map must be a JSON object")
-        unknown = set(doc) - {"name", "kv_cache", "default", "roles", "ops", "q_r", "meta"}
+        unknown = set(doc) - {"name", "kv_cache", "default", "roles", "ops", "proxy", "q_r", "meta"}
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                             "valid: name, kv_cache, default, roles, ops")
+                             "valid: name, kv_cache, default, roles, ops, proxy")
+        proxy = doc.get("proxy", 0.0)
+        if isinstance(proxy, bool) or not isinstance(proxy, (int, float)) or not 0.0 <= proxy < 1.0:
+            raise InputError(f"{where}: 'proxy' must be a fraction in [0, 1) of each low-precision weight's input "
+                             f"columns kept in 16 bits (e.g. 0.02), got {proxy!r}")
 
         def fmts(entry, what):
             if not isinstance(entry, dict) or set(entry) - {"weight", "act"}:
@@ -159,7 +169,7 @@ class PrecisionMap:
                    default=fmts(doc.get("default", {"weight": "bf16", "act": "bf16"}), "default"),
                    kv_cache=kv,
                    roles={r: fmts(f, f"roles.{r}") for r, f in roles.items()},
-                   ops={n: fmts(f, f"ops[{n!r}]") for n, f in ops.items()})
+                   ops={n: fmts(f, f"ops[{n!r}]") for n, f in ops.items()}, proxy=float(proxy))
 
     @classmethod
     def load(cls, path: str | Path) -> "PrecisionMap":
@@ -253,10 +263,37 @@ def assign_format_rows(rows, pmap: PrecisionMap) -> list[dict]:
                 sub["repeat"] = max(1, len(sub["layers"]))
                 sub["row_experts"] = len(sub["expert_ids"])
                 out_rows.append(sub)
+    if pmap.proxy > 0.0:
+        out_rows = [part for r in out_rows for part in _proxy_split(r, pmap.proxy, high)]
     for r in out_rows:
         r["out_fmt"] = high.name
         r["kv_fmt"] = pmap.kv_cache.name
     return out_rows
+
+
+#: roles whose low-precision weights proxy quantization keeps columns of (quant.proxy's consumers)
+PROXY_ROLES = ("linear", "expert", "lm_head")
+
+
+def _proxy_split(row: dict, fraction: float, high: Format) -> list[dict]:
+    """A low-precision weight under proxy quantization: the row over the quantized input columns,
+    and ``<name>.proxy16`` over the kept ones (a dense GEMM in the high format, weight and
+    activation: LLM.int8()-style decomposition, two kernels whose outputs are summed). The kept
+    columns are ``round(fraction x k)`` of the row's ``k``, as :func:`quant.proxy.kept_columns`
+    takes them; the bias stays with the first part."""
+    kept = int(round(fraction * row["k"]))
+    if row["role"] not in PROXY_ROLES or parse_format(row["weight_fmt"]).is_high_precision or not kept:
+        return [row]
+    k = row["k"]
+    bias = row["b_elems"]
+
+    def part(cols: int, with_bias: bool) -> dict:
+        w = (row["params"] - bias) * cols // k
+        return dict(row, k=cols, w_elems=row["w_elems"] * cols // k, params=w + (bias if with_bias else 0),
+                    b_elems=bias if with_bias else 0)
+
+    return [part(k - kept, True),
+            dict(part(kept, False), name=f"{row['name']}.proxy16", weight_fmt=high.name, act_fmt=high.name)]
 
 
 def quant_ratio(assigned: pd.DataFrame) -> float:

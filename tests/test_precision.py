@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mpqsim import InputError
+from quant.formats import parse_format
 from quant.precision import PrecisionMap, OpFormats, assign_formats, flop_ratio, preset_map, quant_ratio
 from sim.costmodel import assign
 from sim.latency import latency_table
@@ -41,6 +42,8 @@ def test_map_naming_unknown_ops_is_rejected(llama7b):
     ({"roles": {"mlp": {"weight": "bf16"}}}, "unknown role"),
     ({"kv_cache": "fp9"}, "kv_cache"),
     ({"layers": {}}, "unknown key"),
+    ({"proxy": 1.2}, "'proxy' must be a fraction"),
+    ({"proxy": "2%"}, "'proxy' must be a fraction"),
     ([], "JSON object"),
 ])
 def test_bad_maps(doc, msg):
@@ -131,3 +134,34 @@ def test_presets_table_and_map_summary(llama7b):
     assert {"preset", "weight", "act", "attention", "kv_cache", "what"} <= set(t.columns) and "mxint4" in set(t.preset)
     s = map_summary(build_optable(llama7b), preset_map("w4a16"), tokens=128)
     assert 0.9 < s["q_r"] < 1.0 and 0.0 < s["flop_ratio"] < 1.0
+
+
+def test_proxy_map_prices_the_kept_columns_as_a_16_bit_gemm(llama7b, h100, tmp_path):
+    """Seed 004's proxy quantization in a map: each low-precision weight splits into the quantized
+    columns and a bf16 GEMM over the kept ones; bytes, Q_r and time follow; the map round-trips."""
+    from dataclasses import replace
+
+    base = preset_map("w4a16")
+    prox = replace(base, name="w4a16-proxy", proxy=0.05)
+    t = assign_formats(build_optable(llama7b), prox)
+    q = t[t.name.str.startswith("model.layers.{i}.self_attn.q_proj")].set_index("name")
+    kept = round(0.05 * 4096)
+    assert q.loc["model.layers.{i}.self_attn.q_proj", "k"] == 4096 - kept
+    assert q.loc["model.layers.{i}.self_attn.q_proj.proxy16", ["k", "weight_fmt", "act_fmt"]].tolist() == \
+        [kept, "bf16", "bf16"]
+    assert t[t.weight_fmt == "bf16"].name.str.endswith(".proxy16").sum() == 7  # q k v o gate up down
+    assert t.params.sum() == assign_formats(build_optable(llama7b), base).params.sum()  # nothing lost or doubled
+    moved = 32 * (4 * 4096 * kept + 2 * 11008 * kept + 4096 * round(0.05 * 11008))  # kept weights, all layers
+    assert quant_ratio(t) == pytest.approx(quant_ratio(assign_formats(build_optable(llama7b), base))
+                                           - moved / 6_738_415_616)
+    rows = latency_table(llama7b, [h100], [base, prox, preset_map("bf16")], [1], 512, 1024).set_index("precision")
+    w = rows.weights_gb
+    # the kept weights at 2 bytes instead of int4 g128's (its scales included)
+    b4 = parse_format("int4_g128").bytes_per_element
+    assert w[prox.name] - w[base.name] == pytest.approx(moved * (2 - b4) / 1e9, rel=1e-3)
+    d = rows.decode_ms
+    assert d[base.name] < d[prox.name] < d["bf16"]  # the kept columns cost bytes and a kernel per op
+    path = tmp_path / "p.json"
+    prox.save(path)
+    assert PrecisionMap.load(path).proxy == 0.05 and json.loads(path.read_text())["proxy"] == 0.05
+    assert "proxy" not in base.to_json()  # maps without it are unchanged
