@@ -75,6 +75,63 @@ def roofline(per_op: pd.DataFrame) -> list[Figure]:
     return out
 
 
+def _op_group(kind: str, kernel: str, op: str) -> str:
+    """The part of the model an op belongs to, for the time and energy breakdown."""
+    if op.endswith("lm_head") or kind == "lm_head":
+        return "lm_head"
+    if kind in ("linear", "expert", "router"):
+        return "projections (GEMMs)"
+    if kind in ("qk", "av", "softmax") or kernel in ("flash_attention", "paged_decode", "attention_gemm", "softmax"):
+        return "attention"
+    if kind == "comm" or kernel == "collective":
+        return "collectives"
+    if kind == "embed":
+        return "embedding"
+    return {"norm": "norms", "rotary": "rotary", "act": "activation"}.get(kernel, "residual adds, other")
+
+
+def op_breakdown(per_op: pd.DataFrame) -> list[Figure]:
+    """Per (model, device): where a pass's time and energy go, by part of the model (projections,
+    attention, norms, ...), for every (precision, batch, phase) of the per-op table."""
+    out = []
+    need = {"total_us", "total_energy_mj", "kind", "kernel", "op", "phase"}
+    if not need <= set(per_op.columns):
+        return out
+    df = per_op.assign(group=[_op_group(k, ker, o) for k, ker, o in zip(per_op.kind, per_op.kernel, per_op.op)])
+    groups = list(dict.fromkeys(["projections (GEMMs)", "lm_head", "attention", "norms", "rotary", "activation",
+                                 "residual adds, other", "embedding", "collectives"]))
+    colours = _styles(groups)
+    for (model, dev), g in df.groupby(["model", "device"], sort=False):
+        keys = list(g.groupby(["precision", "batch", "phase"], sort=False).groups)
+        fig, axes = _fig(f"{model} on {dev}: where the time and the energy go", 2, w=6.0, h=0.45 * len(keys) + 1.8)
+        tot = g.groupby(["precision", "batch", "phase"], sort=False)[["total_us", "total_energy_mj"]].sum()
+        y = np.arange(len(keys))
+        for ax, col, unit, scale in ((axes[0], "total_us", "ms", 1e-3), (axes[1], "total_energy_mj", "J", 1e-3)):
+            left = np.zeros(len(keys))
+            share = g.pivot_table(index=["precision", "batch", "phase"], columns="group", values=col, aggfunc="sum")
+            share = share.reindex(keys).fillna(0.0)
+            share = share.div(share.sum(axis=1).replace(0, np.nan), axis=0) * 100
+            for grp in [x for x in groups if x in share.columns]:
+                v = share[grp].to_numpy()
+                ax.barh(y, v, left=left, color=colours[grp], label=grp)
+                left += v
+            for j, k in enumerate(keys):
+                v = tot.loc[k, col] * scale
+                ax.annotate(f"{v:,.3g} {unit}" if v < 100 else f"{v:,.0f} {unit}", (100, j), xytext=(3, 0),
+                            textcoords="offset points", va="center", fontsize=6)
+            ax.set(xlim=(0, 118), xlabel=f"share of the pass's {'time' if col == 'total_us' else 'energy'} (%)")
+            ax.set_yticks(y, [f"{p} b{b} {ph}" for p, b, ph in keys], fontsize=6)
+            ax.invert_yaxis()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=5, bbox_to_anchor=(0.5, -0.01))
+        fig.subplots_adjust(bottom=0.75 / (0.45 * len(keys) + 1.8) + 0.04)
+        out.append(Figure(f"breakdown_{model}_{dev}", f"{model} on {dev}: time and energy by part of the model", fig,
+                          "Share of one pass (prefill of the prompt, or one decode step) spent in each part of the "
+                          "model, in time (left) and energy (right; compute, memory traffic and static power of its "
+                          "ops); the pass's total at the end of each bar."))
+    return out
+
+
 def _cfg_label(r) -> str:
     return f"{r.device}\n{r.precision}"
 

@@ -38,7 +38,7 @@ TABLE_COLUMNS = {
                "time_us", "total_us", "share"],
     "law_points": ["model", "size_b", "budget", "qr_max"],
 }
-TITLES = {"latency": "Latency, throughput, memory and energy", "per_op": "Per-op rooflines", "serving": "Serving under load",
+TITLES = {"latency": "Latency, throughput, memory and energy", "per_op": "Per-op rooflines and where the time and energy go", "serving": "Serving under load",
           "serving_max": "Request rate within the SLO",
           "sizing_best": "Sizing: the optimal unit split", "sizing": "Sizing: every design point",
           "search": "Precision search results", "search_front": "Accuracy/cost front of evaluated maps",
@@ -134,7 +134,7 @@ def collect_figures(inp: Inputs) -> list[tuple[str, F.Figure]]:
         detail = lat[lat.model.isin(models[:2])]  # per-model detail for the first two; the overview has all
         out += [("latency", f) for f in F.latency_vs_batch(detail) + F.memory(detail) + F.energy(detail)]
     if per is not None:
-        out += [("per_op", f) for f in F.roofline(per)]
+        out += [("per_op", f) for f in F.roofline(per) + F.op_breakdown(per)]
     if srv is not None:
         out += [("serving", f) for f in F.serving(srv)]
     if inp.get("serving_max") is not None:

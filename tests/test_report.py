@@ -84,7 +84,7 @@ def test_report_is_self_contained_and_has_every_figure(report):
     assert not re.search(r"""(src|href)=['"](https?:|//)""", html)
     imgs = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,", html)
     kinds = ("latency and tokens/s", "tokens/s at batch", "memory", "energy", "Roofline", "Serving", "Sizing", "Pareto",
-             "Law 1", "Accuracy/cost front", "Q_r vs delta")
+             "Law 1", "Accuracy/cost front", "Q_r vs delta", "time and energy by part of the model")
     for k in kinds:
         assert any(k.lower() in t.lower() for t in imgs), (k, imgs)
     assert html.count("<figcaption>") == len(imgs) >= 10
