@@ -153,3 +153,20 @@ def test_a_held_out_file_of_other_shapes_is_refused(tmp_path):
 def test_a_held_out_file_of_an_unknown_device_names_the_known_ones(tmp_path):
     with pytest.raises(ValueError, match="h300.*h200"):
         gemm_measurements(DATA, _held_out_copy(tmp_path, device="h300"))
+
+
+def test_public_whole_model_runs_have_not_regressed():
+    """gpt-fast's published A100 decode rates (benchmarks/data/public/, never fitted) priced again:
+    the error of every group is no worse than recorded (benchmarks/results/public_e2e.json) plus
+    half a point, and the rows are the published ones."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("public_e2e", ROOT / "benchmarks" / "public_e2e.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rec = json.loads((ROOT / "benchmarks" / "results" / "public_e2e.json").read_text())
+    df = mod.gpt_fast()
+    assert len(df) == len(rec["rows"]) == 24 and (df.tokens_per_s > 0).all()
+    now = mod.summary(df).set_index("group")
+    for r in rec["by_group"]:
+        assert now.loc[r["group"], "mape"] <= r["mape"] + 0.5, r
