@@ -4,10 +4,13 @@ A ratio-only search fills a target Q_r with the units that cost the least accura
 *parameter*; but parameters are not what a device pays for. :class:`MapCost` prices a precision map
 on a device with :func:`sim.latency.latency_table` (one request: the prompt's prefill and
 ``output_tokens`` decode steps at ``batch``; ``metric`` ``latency`` in ms or ``energy`` in J per
-output token), and :meth:`MapCost.unit_gains` what each search unit saves when it alone goes low
-(all units in one vectorised call). The ``hw-greedy`` searcher is the greedy searcher with that
-saving in place of the parameter count (cheapest accuracy per millisecond or joule first), so on a
-device where, say, the lm_head's FLOPs or the attention matmuls dominate, it takes them first.
+output token), :meth:`MapCost.merge_groups` the units the engine runs as one GEMM (a layer's
+q/k/v, gate/up) and :meth:`MapCost.unit_gains` what each group saves going low (alone, or among
+the others: costs are not additive; all maps in one vectorised call). The ``hw-greedy`` searcher
+is the greedy searcher over those groups with that saving in place of the parameter count
+(cheapest accuracy per millisecond or joule first), so on a device where, say, the lm_head's FLOPs
+or the attention matmuls dominate, it takes them first, and it never splits a merged GEMM across
+two formats unless the exact cost says that helps.
 
 Every map a search evaluates (any searcher; the journal keeps them) gets its cost, and
 :func:`front` marks the accuracy/cost Pareto front (delta perplexity vs cost, both minimised);
@@ -64,16 +67,45 @@ class MapCost:
     def __call__(self, pmap) -> float:
         return float(self.costs([pmap])[0])
 
-    def unit_gains(self, space) -> np.ndarray:
-        """Cost saved by each unit of ``space`` going low alone (the all-high map minus that map)."""
-        base = space.to_map(np.zeros(len(space.units), bool), name="high")
-        maps = []
-        for i in range(len(space.units)):
-            m = np.zeros(len(space.units), bool)
-            m[i] = True
-            maps.append(space.to_map(m, name=f"unit{i}"))
-        c = self.costs([base] + maps)
-        return np.maximum(c[0] - c[1:], 0.0)
+    def merge_groups(self, space) -> list[list[int]]:
+        """The units of ``space`` grouped as the engine runs their GEMMs: the single-op units of one
+        layer's q/k/v (and gate/up, and an expert's gate/up) form one group (sim/engines.yaml
+        ``merged_gemms``: one GEMM while they share a format); every other unit is its own group."""
+        from sim.engines import DEFAULT_ENGINE, merged_gemms
+
+        names = self.spec.names
+        n_layers = getattr(self.spec, "layers", 0)
+        where = {}
+        for g, fields in enumerate(merged_gemms(DEFAULT_ENGINE)):
+            parts = [getattr(names, f, "") for f in fields]
+            if not all(parts):
+                continue
+            for i in range(n_layers):
+                for f, part in zip(fields, parts):
+                    full = f"{names.layer}.{names.attn}.{part}" if f in ("q", "k", "v") else f"{names.layer}.{part}"
+                    if "{e}" in full:
+                        continue  # experts are named per expert: grouped below by their expert index
+                    where[full.format(i=i)] = (g, i)
+        groups: dict = {}
+        for j, u in enumerate(space.units):
+            key = where.get(u[0]) if len(u) == 1 else None
+            groups.setdefault(key if key is not None else ("unit", j), []).append(j)
+        return list(groups.values())
+
+    def unit_gains(self, space, groups=None) -> np.ndarray:
+        """Cost saved by each group of units (``groups``, default one unit each) going low: the larger
+        of what it saves alone (the all-high map minus that map) and what it saves among the others
+        (the all-low map with it high, minus the all-low map). Costs are not additive: an engine
+        runs q/k/v (and gate/up) as one GEMM only while they share a format."""
+        n = len(space.units)
+        groups = groups if groups is not None else [[i] for i in range(n)]
+        maps = [space.to_map(np.zeros(n, bool), name="high"), space.to_map(np.ones(n, bool), name="low")]
+        for g, idx in enumerate(groups):
+            alone, others = np.zeros(n, bool), np.ones(n, bool)
+            alone[idx], others[idx] = True, False
+            maps += [space.to_map(alone, name=f"group{g}"), space.to_map(others, name=f"all-but-{g}")]
+        c = self.costs(maps)
+        return np.maximum(np.maximum(c[0] - c[2::2], c[3::2] - c[1]), 0.0)
 
     @property
     def label(self) -> str:

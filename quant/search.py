@@ -301,64 +301,83 @@ MOVES_PRICED = 64
 
 
 def hw_greedy_search(space: SearchSpace, target: float, objective: Objective, budget: int, sensitivity: pd.DataFrame,
-                     progress=None, gain: np.ndarray | None = None, price=None, **_) -> Result:
+                     progress=None, gain: np.ndarray | None = None, price=None, groups=None, **_) -> Result:
     """Hardware-aware: the least perplexity under a *cost budget* ``target`` on a device
-    (:mod:`quant.hwsearch`: ``price(mask)`` is the map's exact cost, ``gain`` what each unit saves
-    alone). Units go low cheapest accuracy per unit of cost saved first (the Fisher loss estimate
-    over the saving; parameter-free attention matmuls included: they cost time too) until the
-    exact cost is within the budget; the remaining trials try moves in order of predicted loss
-    reduction that keep the cost within budget (a low unit back to high, or a low and a high unit
-    exchanged), kept only if perplexity improves. Q_r is whatever the budget needs."""
+    (:mod:`quant.hwsearch`: ``price(mask)`` is the map's exact cost, ``gain`` what each move saves).
+    A move is a group of units the engine runs as one GEMM (``groups``: q/k/v, gate/up of a layer,
+    else one unit each: :meth:`quant.hwsearch.MapCost.merge_groups`), so a map never pays for a
+    merged GEMM split in two formats unless the exact cost says it helps. Groups go low cheapest
+    accuracy per unit of cost saved first (the Fisher loss estimate over the saving; parameter-free
+    attention matmuls included: they cost time too) until the exact cost is within the budget; the
+    remaining trials try moves in order of predicted loss reduction that keep the cost within budget
+    (a low group back to high, or a low and a high group exchanged), kept only if perplexity
+    improves. Q_r is whatever the budget needs."""
     if gain is None or price is None:
         raise InputError("the hw-greedy searcher needs a device to price maps on (--device)")
     if "loss" not in sensitivity:
         raise InputError("the hw-greedy searcher needs the loss column of quant.evaluate.op_sensitivity")
+    n = len(space.units)
+    groups = [list(g) for g in groups] if groups is not None else [[i] for i in range(n)]
+    member = np.zeros((len(groups), n), bool)
+    for g, idx in enumerate(groups):
+        member[g, idx] = True
+
+    def units(gm: np.ndarray) -> np.ndarray:  # group mask -> unit mask
+        return member[gm].any(axis=0) if gm.any() else np.zeros(n, bool)
+
     loss = dict(zip(sensitivity.op, sensitivity["loss"].fillna(0.0)))
-    unit_loss = np.array([sum(loss.get(n, 0.0) for n in u) for u in space.units])
+    unit_loss = np.array([sum(loss.get(nm, 0.0) for nm in u) for u in space.units])
+    g_loss = member.astype(float) @ unit_loss
     gain = np.asarray(gain, float)
+    if len(gain) != len(groups):
+        raise ValueError(f"{len(gain)} gains for {len(groups)} groups")
     with np.errstate(divide="ignore", invalid="ignore"):
-        per = np.where(gain > 0, unit_loss / np.maximum(gain, 1e-30), np.inf)
+        per = np.where(gain > 0, g_loss / np.maximum(gain, 1e-30), np.inf)
     order = [int(i) for i in np.argsort(per, kind="stable") if np.isfinite(per[i])]
-    floor = np.zeros(len(space.units), bool)
+    floor = np.zeros(len(groups), bool)
     floor[order] = True
-    if price(floor) > target:
+    if price(units(floor)) > target:
         raise InputError(f"cost budget {target:g} is below what this map space reaches on the device "
-                         f"({price(floor):.4g} with every unit that saves cost low)")
-    mask = np.zeros(len(space.units), bool)
-    pred = price(mask)
+                         f"({price(units(floor)):.4g} with every unit that saves cost low)")
+    gm = np.zeros(len(groups), bool)
+    pred = price(units(gm))
     for i in order:  # predicted (additive) fill, then exact
         if pred <= target:
             break
-        mask[i] = True
+        gm[i] = True
         pred -= gain[i]
-    rest = [i for i in order if not mask[i]]
-    while price(mask) > target and rest:
-        mask[rest.pop(0)] = True
+    rest = [i for i in order if not gm[i]]
+    while price(units(gm)) > target and rest:
+        gm[rest.pop(0)] = True
     t = _Trials(objective, "hw-greedy", target, progress)
-    t(mask)
+    t(units(gm))
+    cur_g = gm
     while len(t.history) < budget:
-        cur = t.mask
+        cur = units(cur_g)
         c0 = price(cur)
-        lows, highs = np.nonzero(cur & (gain > 0))[0], np.nonzero(~cur & (gain > 0))[0]
-        moves = [(-unit_loss[i], (i,), ()) for i in lows if c0 + gain[i] <= target]          # back to high
+        lows, highs = np.nonzero(cur_g & (gain > 0))[0], np.nonzero(~cur_g & (gain > 0))[0]
+        moves = [(-g_loss[i], (i,), ()) for i in lows if c0 + gain[i] <= target]          # back to high
         if len(lows) and len(highs):
-            d = unit_loss[highs][None, :] - unit_loss[lows][:, None]                           # predicted change
+            d = g_loss[highs][None, :] - g_loss[lows][:, None]                             # predicted change
             ok = c0 + gain[lows][:, None] - gain[highs][None, :] <= target
             for a, b2 in zip(*np.nonzero(ok & (d < 0))):
                 moves.append((d[a, b2], (lows[a],), (highs[b2],)))
         moves.sort(key=lambda t: t[0])
         nxt = None
         for _, up, down in moves[:MOVES_PRICED]:  # each exact price is a latency call: the most promising only
-            m = cur.copy()
+            m = cur_g.copy()
             m[list(up)] = False
             m[list(down)] = True
-            if SearchSpace.signature(m) not in t.tried and price(m) <= target:
+            mu = units(m)
+            if SearchSpace.signature(mu) not in t.tried and price(mu) <= target:
                 nxt = m
                 break
-            t.tried.add(SearchSpace.signature(m))
+            t.tried.add(SearchSpace.signature(mu))
         if nxt is None:
             break
-        t(nxt)
+        t(units(nxt))
+        if t.mask is not None and SearchSpace.signature(t.mask) == SearchSpace.signature(units(nxt)):
+            cur_g = nxt
     return t.result()
 
 
@@ -477,11 +496,12 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
     journal = Journal(out / "journal.jsonl", dict(settings, granularity=granularity, low=low.to_json(),
                                                   high=high.to_json(), kv=kv.name, searcher=searcher, seed=seed))
     objective = Objective(space, evaluator, journal)
-    sensitivity, gain, price = None, None, None
+    sensitivity, gain, price, groups = None, None, None, None
     if searcher == "hw-greedy":
         if cost is None:
             raise InputError("the hw-greedy searcher needs a device to price maps on (--device)")
-        gain = cost.unit_gains(space)
+        groups = cost.merge_groups(space)
+        gain = cost.unit_gains(space, groups)
         price = _pricer(cost, space)
     if searcher in ("greedy", "hw-greedy"):
         from quant.evaluate import op_sensitivity
@@ -499,7 +519,7 @@ def run_search(fq, evaluator, granularity: str, low: OpFormats, high: OpFormats,
         tag = f"cost{target:g}" if by_cost else f"qr{target:g}"
         cb = progress_factory(budget, f"cost <= {target:g}" if by_cost else f"Q_r {target:g}") if progress_factory else None
         res = SEARCHERS[searcher](space, target, objective, budget, seed=seed, sensitivity=sensitivity, progress=cb,
-                                  gain=gain, price=price)
+                                  gain=gain, price=price, groups=groups)
         if cb is not None and hasattr(cb, "close"):
             cb.close()
         pmap = space.to_map(res.best_mask, name=f"{searcher}-{tag}")

@@ -39,3 +39,36 @@ def all_reduce_kind(engine: str) -> str:
 def attention_glue(engine: str) -> float:
     """Kernels per layer around the attention kernel (KV-cache writes, layout copies)."""
     return float(_DOC[check_engine(engine)]["attention_glue"]["kernels"])
+
+
+def merged_gemms(engine: str) -> tuple[tuple[str, ...], ...]:
+    """Groups of projections (:class:`workloads.spec.ArchNames` fields) the engine runs as one GEMM."""
+    return tuple(tuple(g) for g in _DOC[check_engine(engine)]["merged_gemms"]["groups"])
+
+
+def merge_followers(rows, names, engine: str) -> list[int]:
+    """Indices of the rows the engine folds into an earlier row's GEMM (no launch or fixed cost of
+    their own): rows named by one of :func:`merged_gemms`'s groups (``names``: the model's
+    :class:`workloads.spec.ArchNames`) that share the group's first row's layers, experts and
+    formats (a mixed-precision map can split them; then they run apart)."""
+    if names is None:
+        return []
+    follow = []
+    for group in merged_gemms(engine):
+        parts = []
+        for field in group:
+            part = getattr(names, field, "")
+            if not part:
+                break
+            parts.append(f"{names.layer}.{names.attn}.{part}" if field in ("q", "k", "v") else f"{names.layer}.{part}")
+        else:
+            leaders: dict[tuple, int] = {}
+            for j, r in enumerate(rows):
+                if r["name"] not in parts:
+                    continue
+                key = (tuple(r["layers"]), tuple(r["expert_ids"]), r["weight_fmt"], r["act_fmt"], r["k"])
+                if r["name"] == parts[0]:
+                    leaders[key] = j
+                elif key in leaders:
+                    follow.append(j)
+    return sorted(follow)

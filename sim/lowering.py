@@ -30,7 +30,7 @@ import numpy as np
 from hwmodels.kernels import KERNEL_FAMILIES, check_choice, default_kernel, kernel_params
 from hwmodels.power import power_model
 from hwmodels.spec import UNIT_ACCEPTS, DeviceSpec
-from sim.engines import DEFAULT_ENGINE, attention_glue, check_engine, ew_plan
+from sim.engines import DEFAULT_ENGINE, attention_glue, check_engine, ew_plan, merge_followers
 from quant.formats import parse_format
 from sim.fields import DEVICE_DTYPE, LOWERED_DTYPE, records
 from workloads.optable import AV, COLLECTIVES, COMM, EMBED, EXPERT, KIND_NAMES, LINEAR, QK, SOFTMAX, VECTOR
@@ -227,6 +227,8 @@ def _lower(model, devices: tuple, eager: bool, fused_attention: bool, choices: t
             per_op[d][j] = seen[r]
         for j in np.flatnonzero(model.ops["kind"] == COMM):  # collectives: priced on the device's links
             _lower_comm(per_op[d], j, dev, model.ops[j], model.layout, engine)
+        for j in merge_followers(model.rows, getattr(model.spec, "names", None), engine):
+            per_op[d][j]["launches"] = 0.0  # part of the group's one GEMM (sim/engines.yaml merged_gemms)
     pms = [power_model(dev) for dev in devices]
     device = records(DEVICE_DTYPE,
                      bandwidth=[dev.bandwidth * dev.eff_memory for dev in devices],

@@ -3,7 +3,7 @@ import pytest
 
 from hwmodels import bundled_devices, load_device
 from mpqsim import InputError
-from quant.precision import preset_map
+from quant.precision import OpFormats, PrecisionMap, preset_map
 from sim.costmodel import assign, lower, price
 from sim.latency import check_fit, latency_table, per_op_table
 from sim.lowering import compute_unit
@@ -189,8 +189,10 @@ def test_engines_differ_in_launches_and_traffic_only_for_element_wise_ops(llama7
     eager = per_op_table(llama7b, h100, preset_map("bf16"), 1, 1024, 1024, engine="eager")
     assert fused.attrs["engine"] == "fused" and eager.attrs["engine"] == "eager"
     vec, qk = fused.kind == "vector", fused.kind == "qk"
-    same = ~vec & ~qk
+    merged = fused.op.str.endswith(("k_proj", "v_proj", "up_proj"))  # folded into q_proj's / gate_proj's GEMM
+    same = ~vec & ~qk & ~merged
     assert (eager.total_us[same].to_numpy() == fused.total_us[same].to_numpy()).all()  # GEMMs alike
+    assert (eager.total_us[merged].to_numpy() > fused.total_us[merged].to_numpy()).all()  # one launch fewer
     assert (eager.total_us[qk].to_numpy() > fused.total_us[qk].to_numpy()).all()  # more glue kernels per layer
     assert (eager.launches[vec].to_numpy() >= fused.launches[vec].to_numpy()).all()
     assert eager.total_us[vec].sum() > 2 * fused.total_us[vec].sum()
@@ -211,3 +213,26 @@ def test_a_chosen_gemm_kernel_is_used_and_reported(llama7b, h100):
     assert tiny.calibrated.all() and not default.calibrated.any()  # tinygemm is fitted on Hopper, Marlin is not
     # tinygemm: per-row dequantization, so a batch of 64 decodes slower than with a Marlin-class kernel
     assert tiny.decode_ms.iloc[1] > default.decode_ms.iloc[1]
+
+
+def test_fused_engine_runs_same_input_projections_as_one_gemm(llama7b, a100):
+    """vLLM-like engines merge q/k/v and gate/up (sim/engines.yaml merged_gemms): the group pays one
+    launch and fixed cost; transformers eager runs each nn.Linear; a map that gives k_proj its own
+    format keeps it apart."""
+    from sim.assign import assign
+    from sim.engines import merge_followers
+    from sim.lowering import lower
+
+    m = assign(llama7b, preset_map("bf16"))
+    names = [m.rows[j]["name"] for j in merge_followers(m.rows, llama7b.names, "fused")]
+    assert names == ["model.layers.{i}.self_attn.k_proj", "model.layers.{i}.self_attn.v_proj", "model.layers.{i}.mlp.up_proj"]
+    assert merge_followers(m.rows, llama7b.names, "eager") == []
+    fused, eager = lower(m, [a100], engine="fused"), lower(m, [a100], engine="eager")
+    lin = m.ops["kind"] == 0
+    assert (fused.per_op["launches"][0][lin] * m.ops["repeat"][lin]).sum() == \
+        (eager.per_op["launches"][0][lin] * m.ops["repeat"][lin]).sum() - 3 * 32
+    k = "model.layers.{i}.self_attn.k_proj"
+    apart = PrecisionMap(name="k-fp8", ops={k.format(i=i): OpFormats.of("fp8_e4m3", "fp8_e4m3") for i in range(32)})
+    ma = assign(llama7b, apart)
+    kept = [ma.rows[j]["name"] for j in merge_followers(ma.rows, llama7b.names, "fused")]
+    assert k not in kept and "model.layers.{i}.self_attn.v_proj" in kept

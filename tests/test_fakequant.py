@@ -246,10 +246,19 @@ def test_hardware_aware_search_meets_its_cost_budget_and_writes_the_front(tmp_pa
     assert c_low < c_high
     gains = cost.unit_gains(space)
     assert (gains >= 0).all() and gains.sum() > 0
+    groups = cost.merge_groups(space)  # a layer's q/k/v and gate/up run as one GEMM each (fused engine)
+    named = [[space.units[j][0].rsplit(".", 1)[-1] for j in g] for g in groups if len(g) > 1]
+    assert named.count(["q_proj", "k_proj", "v_proj"]) == fq.spec.layers
+    assert named.count(["gate_proj", "up_proj"]) == fq.spec.layers
+    assert sorted(j for g in groups for j in g) == list(range(len(space.units)))
     budgets = [c_low + f * (c_high - c_low) for f in (0.3, 0.7)]
     df = run_search(fq, ev, "matmul", low, high, kv, budgets, "hw-greedy", 4, tmp_path / "hw", {}, calibration=calib,
                     cost=cost)
     assert (df.cost <= df.target_cost + 1e-9).all()      # within its budget
+    for path in sorted((tmp_path / "hw").glob("map_cost*.json")):  # moves are whole groups: no merged GEMM split
+        ops = PrecisionMap.load(path).ops
+        for g in groups:
+            assert len({ops.get(space.units[j][0]) for j in g}) == 1, (path.name, g)
     assert df.qr.iloc[0] >= df.qr.iloc[1]                 # a tighter budget needs more in low precision
     rec = pd.read_csv(tmp_path / "hw" / "front.csv")
     assert rec.on_front.any() and (rec.on_front == front(rec)).all()
