@@ -50,7 +50,8 @@ def merge_followers(rows, names, engine: str) -> list[int]:
     """Indices of the rows the engine folds into an earlier row's GEMM (no launch or fixed cost of
     their own): rows named by one of :func:`merged_gemms`'s groups (``names``: the model's
     :class:`workloads.spec.ArchNames`) that share the group's first row's layers, experts and
-    formats (a mixed-precision map can split them; then they run apart)."""
+    formats (a mixed-precision map can split them; then they run apart). The 16-bit parts of proxy
+    quantization (``<op>.proxy16``) merge the same way among themselves."""
     if names is None:
         return []
     follow = []
@@ -64,10 +65,11 @@ def merge_followers(rows, names, engine: str) -> list[int]:
         else:
             leaders: dict[tuple, int] = {}
             for j, r in enumerate(rows):
-                if r["name"] not in parts:
+                base, dot, suffix = r["name"].partition(".proxy16")  # proxy quantization's 16-bit part
+                if base not in parts or (dot and suffix):
                     continue
-                key = (tuple(r["layers"]), tuple(r["expert_ids"]), r["weight_fmt"], r["act_fmt"], r["k"])
-                if r["name"] == parts[0]:
+                key = (dot, tuple(r["layers"]), tuple(r["expert_ids"]), r["weight_fmt"], r["act_fmt"], r["k"])
+                if base == parts[0]:
                     leaders[key] = j
                 elif key in leaders:
                     follow.append(j)

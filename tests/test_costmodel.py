@@ -236,3 +236,8 @@ def test_fused_engine_runs_same_input_projections_as_one_gemm(llama7b, a100):
     ma = assign(llama7b, apart)
     kept = [ma.rows[j]["name"] for j in merge_followers(ma.rows, llama7b.names, "fused")]
     assert k not in kept and "model.layers.{i}.self_attn.v_proj" in kept
+    from dataclasses import replace
+
+    mp = assign(llama7b, replace(preset_map("w4a16"), name="w4a16-proxy", proxy=0.02))
+    follow = [mp.rows[j]["name"] for j in merge_followers(mp.rows, llama7b.names, "fused")]
+    assert k + ".proxy16" in follow and "model.layers.{i}.mlp.up_proj.proxy16" in follow  # 16-bit parts merge too
