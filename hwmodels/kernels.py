@@ -22,7 +22,8 @@ KERNEL_FAMILIES: dict[str, dict] = _DOC["kernels"]
 DEFAULTS: dict[str, str] = _DOC["defaults"]
 ARCHITECTURES: tuple[str, ...] = tuple(_DOC["constants"])
 RUNS = ("native", "native_scaled", "weight_only", "upcast", "block_scaled")
-CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "kloop_ns", "compute", "dequant", "thread_mbs")
+CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "kloop_ns", "compute", "dequant", "thread_mbs",
+             "split_fill")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class KernelParams:
     source: str
     relative: bool = False  # constants are fractions of the datasheet peaks (fitted, here or transferred)
     thread_mbs: float = 0.0  # latency-bound streaming rate per resident thread, MB/s (0: no occupancy roof)
+    split_fill: float = 1.0  # a lone wave splits k only while the split wave fills <= 1 / split_fill of the SMs
 
 
 def _calibration(arch: str) -> dict:
@@ -67,12 +69,13 @@ def kernel_params(kernel: str, architecture: str) -> KernelParams:
                        source=f"as {like}: {kernel_params(like, architecture).source}")
     if fitted_on:
         fitted = _calibration(fitted_on)["constants"][kernel]
-        c.update({k: fitted.get(k, c.get(k, 0.0)) for k in CONSTANTS}, source=f"calibration/{fitted_on}.json")
+        c.update({k: fitted.get(k, c.get(k, 1.0 if k == "split_fill" else 0.0)) for k in CONSTANTS},
+                 source=f"calibration/{fitted_on}.json")
     return KernelParams(kernel, architecture, float(c["stream"]), float(c["fixed_us"]) * 1e-6, float(c["tile_m"]),
                         float(c["tile_n"]), float(c["split_k"]), float(c.get("kloop_ns", 0.0)) * 1e-9,
                         float(c["compute"]), float(c["dequant"]),
                         fitted_on == architecture, str(c["source"]), relative=fitted_on is not None,
-                        thread_mbs=float(c.get("thread_mbs", 0.0)))
+                        thread_mbs=float(c.get("thread_mbs", 0.0)), split_fill=float(c.get("split_fill", 1.0)))
 
 
 def default_kernel(runs: str, unit: str = "") -> str:

@@ -55,6 +55,11 @@ HELD_OUT_DEVICES = ("a40",)
 #: 128 x 256, split 4) and left the other kernels' choices unchanged.
 TILES = ((64, 64), (64, 128), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLIT_K = (1, 2, 4)
+#: how empty a lone wave must be before the library splits it (``split_fill``: the split wave fills
+#: at most 1 / split_fill of the SMs). The H100's cuBLAS bf16 GEMMs do not split a wave that fills
+#: half the SMs (64 tiles of a 4096-wide GEMV on 132 SMs keep one k-loop: its floor is measured)
+#: where cuBLASLt's row-wise fp8 does; both split the few tiles of a tensor-parallel shard.
+SPLIT_FILL = (1.0, 2.0)
 KLOOP_NS = (0.0, 1.0, 2.0, 3.0, 4.0)  # a lone wave's k-loop floor: on a grid (inactive floors have no gradient)
 #: Every fit's loss on log time: soft-L1 (quadratic within ~5 %, linear beyond), so that a point where
 #: a library's heuristic picks a poor kernel (cuBLASLt int8 on down_proj takes longer at m = 256 than at
@@ -156,10 +161,15 @@ def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
     max_compute = 1.0
     per_row = base.dequant > 0
     best = None
-    for (tm, tn), sk, kl in itertools.product(TILES, SPLIT_K, KLOOP_NS):
+    # the largest split first: where the data cannot tell splits apart (no lone wave leaves enough
+    # SMs idle for a split), the kept one is the largest (libraries do split such waves)
+    for (tm, tn), sk, sf, kl in itertools.product(TILES, sorted(SPLIT_K, reverse=True), SPLIT_FILL, KLOOP_NS):
+        if sk == 1 and sf != SPLIT_FILL[0]:
+            continue  # an unsplit kernel: its fill does not matter
         def params(x):
             return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2], kloop_s=kl * 1e-9,
-                           dequant=x[3] if per_row else 0.0, tile_m=float(tm), tile_n=float(tn), split_k=float(sk))
+                           dequant=x[3] if per_row else 0.0, tile_m=float(tm), tile_n=float(tn), split_k=float(sk),
+                           split_fill=float(sf))
 
         def resid(x):
             return np.log(predict(cal, {(arch, kern): params(x)}) / cal.time_s.to_numpy())
@@ -169,7 +179,7 @@ def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
         if not per_row:
             x0, lo, hi = x0[:3], lo[:3], hi[:3]
         mape, x = _least_squares(resid, x0, lo, hi, [1.0, 0.1, 0.1, 0.1][:len(x0)])
-        if best is None or mape < best[0]:
+        if best is None or mape < best[0] - 1e-9:  # a tie keeps the earlier (larger split) point
             best = (mape, params(x))
     return best
 

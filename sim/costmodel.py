@@ -21,7 +21,8 @@ kernel materialises them + KV-cache reads and writes (the KV format); shapes and
 come from :func:`workloads.optable.op_counts`, the same compiled code the op tables use. For a
 GEMM kernel (hwmodels/kernels.yaml: ``tile_n`` > 0) ``pad`` is tile and wave quantisation: the
 output is ``ceil(m / tile_m) x ceil(n / tile_n)`` tiles run in whole waves over the SMs; a wave of
-fewer tiles than SMs takes one tile's k-loop, split up to ``split_k`` ways over the idle SMs (so a
+fewer tiles than SMs takes one tile's k-loop, split up to ``split_k`` ways over the idle SMs while
+the split wave fills at most ``1 / split_fill`` of them (so a
 GEMV pays for a full tile's rows, and a GEMM one tile past a wave pays for another wave), and a
 lone wave's k-loop takes at least ``k x kloop_s / split`` (its latency-bound pipeline; a GEMM of
 whole waves at least ``k x kloop_s``, so time stays monotone in m); for other kernels
@@ -95,9 +96,10 @@ def op_cost(op, low, dev, batch, q, past):
         if tiles >= low.sms:  # whole waves; none faster than one unsplit latency-bound k-loop
             slots = math.ceil(tiles / low.sms) * low.sms
             t_loop = cnt.k * low.kloop_s
-        else:  # one wave: each tile's k-loop split up to split_k ways over the idle SMs, and no
-            # faster than its latency-bound pipeline (one CTA per SM hides no latency)
-            split = max(1.0, min(low.split_k, math.floor(low.sms / tiles)))
+        else:  # one wave: each tile's k-loop split up to split_k ways over the idle SMs while the
+            # split wave fills at most 1 / split_fill of them, and no faster than its latency-bound
+            # pipeline (one CTA per SM hides no latency)
+            split = max(1.0, min(low.split_k, math.floor(low.sms / (max(low.split_fill, 1.0) * tiles))))
             slots = low.sms / split
             t_loop = cnt.k * low.kloop_s / split
         pad = slots * low.tile_m * low.tile_n / (cnt.count * m * cnt.n)

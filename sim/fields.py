@@ -54,6 +54,7 @@ LOWERED_FIELDS = {
               "than tile_m cost a full tile (the smallest MMA tile; 0 = no padding)",
     "tile_n": "GEMM columns of one SM's output tile (0 = no tile or wave quantisation: not a GEMM kernel)",
     "split_k": "ways a GEMM kernel splits k when it has fewer tiles than SMs (1 = never)",
+    "split_fill": "a lone wave splits k only while the split wave fills at most 1 / split_fill of the SMs",
     "kloop_s": "s per element of k a lone wave's k-loop takes at least (latency-bound pipeline; 0 = none)",
     "sms": "SMs / CUs the tiles run on in waves",
     "stream": "the kernel's streaming rate as a fraction of the device's achieved bandwidth",

@@ -241,3 +241,25 @@ def test_fused_engine_runs_same_input_projections_as_one_gemm(llama7b, a100):
     mp = assign(llama7b, replace(preset_map("w4a16"), name="w4a16-proxy", proxy=0.02))
     follow = [mp.rows[j]["name"] for j in merge_followers(mp.rows, llama7b.names, "fused")]
     assert k + ".proxy16" in follow and "model.layers.{i}.mlp.up_proj.proxy16" in follow  # 16-bit parts merge too
+
+
+def test_a_lone_wave_splits_k_only_when_most_sms_would_idle():
+    """split_fill: the k-loop of a wave of few tiles is split over idle SMs only while the split wave
+    fills at most 1 / split_fill of them (a tensor-parallel shard's 8 tiles split; a 4096-wide
+    GEMV's 64 tiles on 132 SMs do not at split_fill 2)."""
+    from dataclasses import replace
+
+    from hwmodels.kernels import kernel_params
+    from sim.gemm import price_gemm
+
+    base = replace(kernel_params("cublas", "hopper"), split_k=4.0, kloop_s=3e-9)
+    never = replace(base, split_fill=1000.0)   # no wave is ever empty enough
+    half = replace(base, split_fill=2.0)
+    eager_split = replace(base, split_fill=1.0)
+
+    def t(p, n):
+        return float(price_gemm("h100-sxm", [1], n, 8192, "bf16", params=p).t_compute_s[0])
+
+    assert t(half, 512) == pytest.approx(t(never, 512) / 4)          # 8 tiles: split 4 ways
+    assert t(half, 4096) == pytest.approx(t(never, 4096))            # 64 tiles fill half of 132: not split
+    assert t(eager_split, 4096) == pytest.approx(t(never, 4096) / 2)  # split_fill 1: 2 ways
