@@ -39,7 +39,7 @@ HELD_OUT = ROOT / "benchmarks" / "results" / "measured" / "held_out"
 OUT = ROOT / "benchmarks" / "results"
 FIT_METHOD = ("least squares on log time, then soft-L1 (f_scale 0.05) from that answer; the lower calibration MAPE "
               "kept (sim.calibration._least_squares)")
-KEEP = ("stream", "tile_m", "tile_n", "split_k", "split_fill", "compute", "dequant", "thread_mbs")  # + fixed_us, kloop_ns
+KEEP = ("stream", "tile_m", "tile_n", "split_k", "split_fill", "compute", "dequant", "dequant_rows", "thread_mbs")  # + fixed_us, kloop_ns
 
 
 def _write_calibration(fitted: dict, err: pd.DataFrame) -> None:

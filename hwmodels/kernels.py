@@ -23,7 +23,7 @@ DEFAULTS: dict[str, str] = _DOC["defaults"]
 ARCHITECTURES: tuple[str, ...] = tuple(_DOC["constants"])
 RUNS = ("native", "native_scaled", "weight_only", "upcast", "block_scaled")
 CONSTANTS = ("stream", "fixed_us", "tile_m", "tile_n", "split_k", "kloop_ns", "compute", "dequant", "thread_mbs",
-             "split_fill")
+             "split_fill", "dequant_rows")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class KernelParams:
     relative: bool = False  # constants are fractions of the datasheet peaks (fitted, here or transferred)
     thread_mbs: float = 0.0  # latency-bound streaming rate per resident thread, MB/s (0: no occupancy roof)
     split_fill: float = 1.0  # a lone wave splits k only while the split wave fills <= 1 / split_fill of the SMs
+    dequant_rows: float = 0.0  # per-row dequantization kernels: rows of dequant work a call pays beyond m
 
 
 def _calibration(arch: str) -> dict:
@@ -75,7 +76,8 @@ def kernel_params(kernel: str, architecture: str) -> KernelParams:
                         float(c["tile_n"]), float(c["split_k"]), float(c.get("kloop_ns", 0.0)) * 1e-9,
                         float(c["compute"]), float(c["dequant"]),
                         fitted_on == architecture, str(c["source"]), relative=fitted_on is not None,
-                        thread_mbs=float(c.get("thread_mbs", 0.0)), split_fill=float(c.get("split_fill", 1.0)))
+                        thread_mbs=float(c.get("thread_mbs", 0.0)), split_fill=float(c.get("split_fill", 1.0)),
+                        dequant_rows=float(c.get("dequant_rows", 0.0)))
 
 
 def default_kernel(runs: str, unit: str = "") -> str:

@@ -168,17 +168,17 @@ def _fit_one(cal: pd.DataFrame, arch: str, kern: str):
             continue  # an unsplit kernel: its fill does not matter
         def params(x):
             return replace(base, fixed_s=x[0] * 1e-6, stream=x[1], compute=x[2], kloop_s=kl * 1e-9,
-                           dequant=x[3] if per_row else 0.0, tile_m=float(tm), tile_n=float(tn), split_k=float(sk),
-                           split_fill=float(sf))
+                           dequant=x[3] if per_row else 0.0, dequant_rows=x[4] if per_row else 0.0,
+                           tile_m=float(tm), tile_n=float(tn), split_k=float(sk), split_fill=float(sf))
 
         def resid(x):
             return np.log(predict(cal, {(arch, kern): params(x)}) / cal.time_s.to_numpy())
 
-        x0 = [base.fixed_s * 1e6, 0.9 * max_stream, 0.7, base.dequant or 0.1]
-        lo, hi = [0.0, 0.2, 0.2, 1e-4], [100.0, max_stream, max_compute, 10.0]
+        x0 = [base.fixed_s * 1e6, 0.9 * max_stream, 0.7, base.dequant or 0.1, 1.0]
+        lo, hi = [0.0, 0.2, 0.2, 1e-4, 0.0], [100.0, max_stream, max_compute, 10.0, 16.0]
         if not per_row:
             x0, lo, hi = x0[:3], lo[:3], hi[:3]
-        mape, x = _least_squares(resid, x0, lo, hi, [1.0, 0.1, 0.1, 0.1][:len(x0)])
+        mape, x = _least_squares(resid, x0, lo, hi, [1.0, 0.1, 0.1, 0.1, 1.0][:len(x0)])
         if best is None or mape < best[0] - 1e-9:  # a tie keeps the earlier (larger split) point
             best = (mape, params(x))
     return best

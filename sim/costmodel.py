@@ -109,8 +109,9 @@ def op_cost(op, low, dev, batch, q, past):
     if q <= 1.0 and low.dec_stream > 0.0:  # fused attention of one new token: the paged-decode kernel
         rate, stream = low.dec_rate, low.dec_stream
     t_c = max(cnt.flops * pad / rate, t_loop) if cnt.flops > 0.0 else 0.0
-    if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row
-        t_c = max(t_c, m * cnt.w_elems / low.dequant_rate)
+    if low.dequant_rate > 0.0:  # weights dequantized on the compute path for every row (and a pipeline
+        # fill of dequant_rows rows a call)
+        t_c = max(t_c, (m + low.dequant_rows) * cnt.w_elems / low.dequant_rate)
     # activations that fit in the L2 stay there (per kernel: an engine's unfused pieces each move
     # b_a / launches)
     b_chip = b_a if b_a <= dev.l2_bytes * max(1.0, low.launches) else 0.0

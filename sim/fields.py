@@ -62,6 +62,7 @@ LOWERED_FIELDS = {
     "occupancy": "latency-bound streaming rate over all of the op's bytes, bytes/s: resident threads x the "
                  "kernel's per-thread rate (element-wise kernels; 0 = no such roof)",
     "dequant_rate": "weight elements x rows dequantized per second on the compute path (0 = hidden)",
+    "dequant_rows": "rows of dequantization a call pays beyond its own m (its pipeline's fill: scales with the weights)",
     "launches": "kernel launches per op instance (0 when fused into another op's kernel; the engine's count for element-wise ops)",
     "dec_rate": "fused attention, decode (one new token): achieved FLOP/s of the paged-decode kernel (0 = same kernel)",
     "dec_stream": "fused attention, decode: the paged-decode kernel's streaming factor (0 = same kernel)",

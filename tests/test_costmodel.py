@@ -263,3 +263,20 @@ def test_a_lone_wave_splits_k_only_when_most_sms_would_idle():
     assert t(half, 512) == pytest.approx(t(never, 512) / 4)          # 8 tiles: split 4 ways
     assert t(half, 4096) == pytest.approx(t(never, 4096))            # 64 tiles fill half of 132: not split
     assert t(eager_split, 4096) == pytest.approx(t(never, 4096) / 2)  # split_fill 1: 2 ways
+
+
+def test_per_row_dequantization_pays_its_pipeline_fill():
+    """dequant_rows: a tinygemm-like kernel dequantizes the weights for every row of m, plus a fill
+    of dequant_rows rows a call (so its intercept scales with the matrix, unlike fixed_us)."""
+    from dataclasses import replace
+
+    from hwmodels.kernels import kernel_params
+    from sim.gemm import price_gemm
+
+    base = replace(kernel_params("tinygemm", "hopper"), dequant=0.2, dequant_rows=0.0)
+    fill = replace(base, dequant_rows=2.0)
+
+    def tc(p, m):
+        return float(price_gemm("h100-sxm", [m], 4096, 4096, "int4_g128", "bf16", "tinygemm", params=p).t_compute_s[0])
+
+    assert tc(fill, 8) == pytest.approx(tc(base, 8) * (8 + 2) / 8)
