@@ -42,7 +42,7 @@ DEFAULTS = {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k
 AREA_CALIBRATION = resources.files("hwmodels") / "calibration" / "area.json"
 TENSOR_UNITS = tuple(k for k in MAC_TRANSISTORS if k != "fp32")
 DESIGN_KEYS = ("accelerator", "description", "node_nm", "clock_mhz", "boost_clock_mhz", "cores", "spare_cores",
-               "core_sram_kb", "vector_lanes", "threads_per_core", "units", "sram_mb", "spare_sram_mb", "memory", "links", "host",
+               "core_sram_kb", "vector_lanes", "int32_lanes", "threads_per_core", "units", "sram_mb", "spare_sram_mb", "memory", "links", "host",
                "tdp_w", "tdp_clock_fraction", "efficiency", "architecture", "misc_fraction")
 _UNIT_KEYS = ("macs_per_core", "area_share", "runs_on", "rate", "accepts")
 
@@ -144,11 +144,15 @@ def generate(doc: dict, where: str) -> dict:
     vec = _num(doc, "vector_lanes", where, DEFAULTS["vector_lanes"], integer=True)
     threads = _num(doc, "threads_per_core", where, DEFAULTS["threads_per_core"], integer=True)
     peaks["fp32"] = 2.0 * vec * cores * clock
+    # 32-bit integer lanes (default: one per vector lane, as the area model of LLMCompass counts them):
+    # the rate that bounds per-row weight dequantization (hwmodels.spec.DeviceSpec.dequant_ops)
+    int32 = _num(doc, "int32_lanes", where, vec, integer=True)
     area = {"tensor_arrays": array_area * phys_cores / cores,
             "shared_formats": sum(_DOC["shared_format_overhead"]["value"] * macs[h] * per_mac_mm2[h] * phys_cores
                                   for h, _ in shared.values())}
     c = _DOC["core"]
-    core_tr = vec * (c["control_per_lane"]["value"] + c["int32_per_lane"]["value"] + MAC_TRANSISTORS["fp32"]) + c["comm"]["value"]
+    core_tr = vec * (c["control_per_lane"]["value"] + MAC_TRANSISTORS["fp32"]) + int32 * c["int32_per_lane"]["value"] \
+        + c["comm"]["value"]
     area["core_logic"] = phys_cores * core_tr / density / 1e6
     core_kb = _num(doc, "core_sram_kb", where, DEFAULTS["core_sram_kb"], positive=False)
     area["core_sram"] = phys_cores * core_kb / 1024 * sram_mm2
@@ -210,6 +214,7 @@ def generate(doc: dict, where: str) -> dict:
         memory_capacity_gb={"value": gb, "source": src}, memory_bandwidth_tbs={"value": tbs, "source": src},
         l2_cache_mb={"value": sram or 1e-3, "source": src}, compute_units={"value": cores, "source": src},
         max_threads_per_sm={"value": threads, "source": src},
+        int32_tops={"value": 2.0 * int32 * cores * clock / 1e12, "source": src},
         peak_tflops={k: {"value": v / 1e12, "source": src,
                          **({"accepts": units[k]["accepts"]} if k in units and "accepts" in units[k] else {})}
                      for k, v in peaks.items()},

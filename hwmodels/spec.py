@@ -70,7 +70,7 @@ _SCALARS = ("memory_capacity_gb", "memory_bandwidth_tbs", "l2_cache_mb", "comput
 _EFFICIENCY = ("compute", "compute_m_min", "memory", "vector")
 #: Optional numbers of the power model (hwmodels/power.py), and their defaults when absent.
 _POWER_SCALARS = ("process_node_nm", "peak_clock_mhz", "boost_clock_mhz", "static_w", "power_cap_w")
-_OPTIONAL_SCALARS = ("max_threads_per_sm",)
+_OPTIONAL_SCALARS = ("max_threads_per_sm", "int32_tops")
 #: Resident threads per SM (CU) when the file does not say: the CUDA C++ Programming Guide's value for
 #: compute capability 8.0 / 9.0 / 10.0 (the data-centre SMs); 8.6 / 8.9 / 12.0 SMs hold 1536.
 DEFAULT_THREADS_PER_SM = 2048
@@ -142,6 +142,7 @@ class DeviceSpec:
     interconnect: Interconnect = field(default_factory=Interconnect)  # links (collectives), where the file says
     area: dict = field(default_factory=dict, repr=False, compare=False)  # mm2 by part, where known (generated)
     max_threads_per_sm: int = DEFAULT_THREADS_PER_SM  # resident threads per SM: the concurrency of latency-bound kernels
+    int32_ops: float | None = None  # non-tensor 32-bit integer op/s (multiply-add = 2), where the file says
 
     def peak(self, kind: str) -> float:
         return self.units[kind].peak_flops if kind in self.units else 0.0
@@ -162,6 +163,16 @@ class DeviceSpec:
     def vector_flops(self) -> float:
         """Non-tensor (CUDA-core) rate used for element-wise ops."""
         return self.peak("fp32") or self.peak(self.high_unit)
+
+    @property
+    def dequant_ops(self) -> float:
+        """The rate that bounds per-row weight dequantization on the non-tensor units (op/s).
+
+        Unpacking 4-bit weights is integer bit work (``lop3``/shift per pair of weights) interleaved
+        with packed 16-bit FMAs, issued from the same SM; its rate follows the SM's 32-bit integer
+        lanes, which Hopper and Ada kept at Ampere's 64 per SM while doubling the fp32 lanes. Files
+        give it as ``int32_tops``; one that does not is priced on its fp32 vector rate."""
+        return self.int32_ops or self.vector_flops
 
 
 DEVICE_DIR = "devices"
@@ -247,6 +258,7 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
     pw = {k: _number(doc[k], f"{where}: {k}", sources)[0] for k in _POWER_SCALARS if k in doc}
     threads = _number(doc["max_threads_per_sm"], f"{where}: max_threads_per_sm", sources)[0] \
         if "max_threads_per_sm" in doc else DEFAULT_THREADS_PER_SM
+    int32 = _number(doc["int32_tops"], f"{where}: int32_tops", sources)[0] * 1e12 if "int32_tops" in doc else None
     if pw.get("boost_clock_mhz", math.inf) < pw.get("peak_clock_mhz", 0):
         raise InputError(f"{where}: boost_clock_mhz {pw['boost_clock_mhz']} is below peak_clock_mhz {pw['peak_clock_mhz']}")
     if "power_cap_w" in pw and pw["power_cap_w"] <= pw.get("static_w", val["idle_w"]):
@@ -266,7 +278,7 @@ def parse_device(doc, where: str, overrides: dict | None = None) -> DeviceSpec:
         boost_clock_hz=pw["boost_clock_mhz"] * 1e6 if "boost_clock_mhz" in pw else None,
         static_w=pw.get("static_w"), power_cap_w=pw.get("power_cap_w"), area=_area(doc, where),
         energy_basis=_energy_basis(doc, where), interconnect=_interconnect(doc, where, sources),
-        max_threads_per_sm=int(threads))
+        max_threads_per_sm=int(threads), int32_ops=int32)
     unknown = set(doc) - set(_TOP_LEVEL)
     if unknown:
         raise InputError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(_TOP_LEVEL)}")

@@ -279,7 +279,7 @@ def _kernel_fields(dev: DeviceSpec, unit: str, kind: int, kp, wbytes: float = 0.
     return dict(rate=rate, stream=stream, fixed_s=kp.fixed_s, split_k=kp.split_k, split_fill=kp.split_fill, kloop_s=kloop,
                 occupancy=occupancy_rate(dev, kp),
                 tile_m=kp.tile_m if gemm else (0.0 if unit == VECTOR_UNIT else dev.eff_m_min),
-                tile_n=kp.tile_n if gemm else 0.0, dequant_rate=kp.dequant * dev.vector_flops if gemm else 0.0,
+                tile_n=kp.tile_n if gemm else 0.0, dequant_rate=kp.dequant * dev.dequant_ops if gemm else 0.0,
                 dequant_rows=kp.dequant_rows if gemm else 0.0)
 
 
