@@ -179,3 +179,24 @@ def test_resident_threads_per_sm(tmp_path):
     with pytest.raises(InputError, match="max_threads_per_sm"):
         load_device(_write(tmp_path, doc))
     assert load_device("h100-sxm", {"max_threads_per_sm": 1536}).max_threads_per_sm == 1536
+
+
+def test_int32_rate_bounds_dequantization(tmp_path):
+    """int32_tops: the rate per-row dequantization is priced on. Hopper and Ada kept Ampere's 64 INT32
+    lanes per SM while doubling the fp32 lanes, so their INT32 rate is half the fp32 peak, the A100's
+    equal to it; a file without it falls back to its fp32 rate; validated like every number."""
+    h100, a100 = load_device("h100-sxm"), load_device("a100-80gb")
+    assert h100.dequant_ops == pytest.approx(h100.vector_flops / 2, rel=0.01)
+    assert a100.dequant_ops == pytest.approx(a100.vector_flops)
+    assert all(load_device(n).int32_ops for n in ("h100-pcie", "h200", "a40", "rtx-a6000", "l40s", "b200", "mi300x"))
+    doc = _valid_doc()
+    doc.pop("int32_tops", None)
+    dev = load_device(_write(tmp_path, doc))
+    assert dev.int32_ops is None and dev.dequant_ops == dev.vector_flops
+    doc["int32_tops"] = {"value": 0, "source": "MLE"}
+    with pytest.raises(InputError, match="int32_tops"):
+        load_device(_write(tmp_path, doc))
+    assert load_device("h100-sxm", {"int32_tops": 50}).dequant_ops == 50e12
+    # the generator: one INT32 lane per vector lane unless the design says; h100-like gives GH100's 64
+    like = load_device("h100-like")
+    assert like.dequant_ops == pytest.approx(like.vector_flops / 2)
